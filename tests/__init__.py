@@ -1,0 +1,1 @@
+"""The trial test suite of twisted_mitm."""

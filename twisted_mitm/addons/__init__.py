@@ -1,0 +1,1 @@
+"""Built-in addons; they use the same hooks as user scripts."""

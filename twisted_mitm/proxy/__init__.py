@@ -1,0 +1,1 @@
+"""Where bytes meet transports: the Twisted protocols, the streaming pipe and TLS glue."""

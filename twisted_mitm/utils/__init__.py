@@ -1,0 +1,1 @@
+"""Small helpers that scripts import under mitmproxy's names."""
