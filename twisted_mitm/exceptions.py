@@ -10,6 +10,10 @@ class OptionsError(TwistedMitmError):
     """An option name or value is not acceptable; raised by scripts' C{configure} too."""
 
 
+class ControlException(TwistedMitmError):
+    """A flow cannot be controlled as asked (for example, killing a flow that is not live)."""
+
+
 class AddonError(TwistedMitmError):
     """A script could not be loaded."""
 

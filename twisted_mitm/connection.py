@@ -1,0 +1,88 @@
+# -*- test-case-name: tests.test_flow -*-
+"""Records of the proxy's two connections, as scripts see them (mitmproxy's names).
+
+The proxy (L{twisted_mitm.proxy}) creates and fills these in; flows and the
+C{client_connected}/C{server_connect} hooks hand them to scripts. Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import KW_ONLY, dataclass, field
+
+Address = tuple[str, int]
+
+
+@dataclass(eq=False)
+class Connection:
+    """Fields shared by L{Client} and L{Server}; compared and hashed by identity."""
+
+    _: KW_ONLY
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """A unique id (uuid4)."""
+    sni: str | None = None
+    """The Server Name Indication of the TLS ClientHello."""
+    alpn: bytes | None = None
+    """The application protocol negotiated with ALPN."""
+    tls_version: str | None = None
+    """The TLS version in use, e.g. C{"TLSv1.3"}."""
+    timestamp_end: float | None = None
+    """Connection closed."""
+    timestamp_tls_setup: float | None = None
+    """TLS handshake completed; C{None} without TLS."""
+    error: str | None = None
+    """Why connections to this peer should not be tried again (e.g. a bad certificate)."""
+
+    @property
+    def tls_established(self) -> bool:
+        """C{True} once a TLS handshake has completed (C{timestamp_tls_setup} is set).
+
+        Assigning C{True} stamps the current time unless a time is already set;
+        assigning C{False} clears it.
+        """
+        return self.timestamp_tls_setup is not None
+
+    @tls_established.setter
+    def tls_established(self, established: bool) -> None:
+        if not established:
+            self.timestamp_tls_setup = None
+        elif self.timestamp_tls_setup is None:
+            self.timestamp_tls_setup = time.time()
+
+
+@dataclass(eq=False)
+class Client(Connection):
+    """The connection between a client and the proxy."""
+
+    peername: Address
+    """The client's C{(ip, port)}."""
+    sockname: Address
+    """The local C{(ip, port)} the client connected to."""
+    timestamp_start: float = field(default_factory=time.time)
+    """TCP connection accepted."""
+
+    @property
+    def address(self) -> Address:
+        """The client's C{(ip, port)}: an alias of C{peername}."""
+        return self.peername
+
+    @address.setter
+    def address(self, address: Address) -> None:
+        self.peername = address
+
+
+@dataclass(eq=False)
+class Server(Connection):
+    """The connection between the proxy and an upstream server."""
+
+    address: Address | None
+    """The C{(host, port)} to connect to; the host may be a name or an IP address."""
+    peername: Address | None = None
+    """The server's resolved C{(ip, port)}, once connected."""
+    sockname: Address | None = None
+    """Our local C{(ip, port)} of the connection."""
+    timestamp_start: float | None = None
+    """Connection attempt started."""
+    timestamp_tcp_setup: float | None = None
+    """TCP connection established."""

@@ -1,0 +1,269 @@
+# -*- test-case-name: tests.test_addonmanager -*-
+"""
+The hook catalogue: one small dataclass per event that addons and scripts can handle.
+
+A hook's name is what an addon defines to handle it (C{def request(flow)}); its fields are
+the arguments, in order; its docstring is the user documentation. L{all_hooks} maps names
+to classes. The proxy builds hook objects and hands them to
+L{twisted_mitm.addonmanager.AddonManager.trigger}.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from twisted_mitm.addonmanager import Loader
+    from twisted_mitm.connection import Client, Server
+    from twisted_mitm.http import HTTPFlow
+    from twisted_mitm.tcp import TCPFlow
+
+all_hooks: dict[str, type[Hook]] = {}
+"""Every hook class by name."""
+
+
+class Hook:
+    """Base of all hooks: subclasses are dataclasses whose fields are the hook's arguments."""
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            words = cls.__name__.removesuffix("Hook")
+            cls.name = re.sub(r"(?<!^)([A-Z])", r"_\1", words).lower()
+        all_hooks[cls.name] = cls
+
+    def args(self) -> list[Any]:
+        """The arguments handlers receive, in field order."""
+        return [getattr(self, field.name) for field in fields(self)]  # type: ignore[arg-type]
+
+
+# Lifecycle
+
+
+@dataclass
+class LoadHook(Hook):
+    """
+    Called once when an addon is loaded, before C{configure}. The loader declares the
+    addon's options (C{loader.add_option(name, typespec, default, help)}) and commands.
+    Must not be C{async}.
+    """
+
+    loader: Loader
+
+
+@dataclass
+class ConfigureHook(Hook):
+    """
+    Called when options change, with the set of changed option names. Right after C{load}
+    it is called with the names of all options. Raising C{OptionsError} refuses the change
+    (at start-up: start-up stops with that message). Must not be C{async}.
+    """
+
+    updated: set[str]
+
+
+@dataclass
+class RunningHook(Hook):
+    """Called once the proxy is listening: all addons are loaded and all options set."""
+
+
+@dataclass
+class DoneHook(Hook):
+    """Called when the addon is removed or the proxy shuts down; the last hook it sees."""
+
+
+# Connections
+
+
+@dataclass
+class ClientConnectedHook(Hook):
+    """A client has connected to the proxy. One connection may carry many requests."""
+
+    client: Client
+
+
+@dataclass
+class ClientDisconnectedHook(Hook):
+    """A client connection has closed (by either side)."""
+
+    client: Client
+
+
+@dataclass
+class ServerConnectionHookData:
+    """What the server connection hooks receive."""
+
+    server: Server
+    """The connection to the server this hook is about."""
+    client: Client
+    """The client on whose behalf it is made."""
+
+
+@dataclass
+class ServerConnectHook(Hook):
+    """The proxy is about to connect to a server. One connection may carry many requests."""
+
+    data: ServerConnectionHookData
+
+
+@dataclass
+class ServerConnectedHook(Hook):
+    """The proxy has connected to a server (TCP, and TLS where used)."""
+
+    data: ServerConnectionHookData
+
+
+@dataclass
+class ServerDisconnectedHook(Hook):
+    """A server connection has closed (by either side)."""
+
+    data: ServerConnectionHookData
+
+
+# HTTP
+
+
+@dataclass
+class HttpConnectHook(Hook):
+    """
+    An HTTP CONNECT request was received. CONNECT is addressed to the proxy itself and is
+    not forwarded; the requests that later travel inside the tunnel get the usual HTTP hooks.
+    Setting a non-2xx C{flow.response} sends it to the client and refuses the tunnel.
+    """
+
+    flow: HTTPFlow
+
+
+@dataclass
+class RequestheadersHook(Hook):
+    """
+    The request head (line and headers) has been read; the body has not. C{flow.request.stream}
+    is already C{True} when C{stream_large_bodies} is set and the declared Content-Length
+    exceeds it: a handler may turn streaming off, or set a callable to transform the body
+    while it streams. Setting C{flow.response} answers without contacting the server.
+    """
+
+    flow: HTTPFlow
+
+
+@dataclass
+class RequestHook(Hook):
+    """
+    The whole request has been read and may be modified before it is sent. Setting
+    C{flow.response} answers without contacting the server. For a streamed request body
+    this runs after the body was streamed to the server: the body here is empty and
+    changing it has no effect.
+    """
+
+    flow: HTTPFlow
+
+
+@dataclass
+class ResponseheadersHook(Hook):
+    """
+    The response head (status line and headers) has been read; the body has not.
+    C{flow.response.stream} is already C{True} when C{stream_large_bodies} is set and the
+    declared Content-Length exceeds it: a handler may turn streaming off, or set a callable
+    to transform the body while it streams.
+    """
+
+    flow: HTTPFlow
+
+
+@dataclass
+class ResponseHook(Hook):
+    """
+    The whole response has been read and may be modified before it is sent to the client.
+    For a streamed response body this runs after the body was streamed to the client: the
+    body here is empty and changing it has no effect.
+    """
+
+    flow: HTTPFlow
+
+
+@dataclass
+class ErrorHook(Hook):
+    """
+    The HTTP exchange failed: an unreachable or misbehaving server, a timeout, or a
+    connection lost mid-message (C{flow.error} says which). An HTTP error status from the
+    server is a normal response, not an error. Every flow gets C{error} or C{response};
+    a stream cut short gets C{error}, even after C{responseheaders}.
+    """
+
+    flow: HTTPFlow
+
+
+# WebSocket
+
+
+@dataclass
+class WebsocketStartHook(Hook):
+    """A WebSocket connection has been established after an HTTP upgrade."""
+
+    flow: HTTPFlow
+
+
+@dataclass
+class WebsocketMessageHook(Hook):
+    """
+    A WebSocket message from the client or the server is complete; it is
+    C{flow.websocket.messages[-1]}. Unless C{stream_websockets} is set, the message may be
+    changed or dropped (C{message.drop()}) and what remains is sent on. With
+    C{stream_websockets} the frames were already forwarded: this is for observation only.
+    """
+
+    flow: HTTPFlow
+
+
+@dataclass
+class WebsocketEndHook(Hook):
+    """
+    A WebSocket connection has ended; C{flow.websocket.close_code} and C{close_reason} say
+    why, and C{closed_by_client} who closed it.
+    """
+
+    flow: HTTPFlow
+
+
+# Raw TCP
+
+
+@dataclass
+class TcpStartHook(Hook):
+    """
+    A raw TCP relay has started: a CONNECT tunnel carrying neither TLS nor HTTP, or an ignored
+    host when C{show_ignored_hosts} is set.
+    """
+
+    flow: TCPFlow
+
+
+@dataclass
+class TcpMessageHook(Hook):
+    """
+    A raw TCP relay received data; the newest chunk is C{flow.messages[-1]}. Chunks are as the
+    network delivered them, not application messages.
+    """
+
+    flow: TCPFlow
+
+
+@dataclass
+class TcpEndHook(Hook):
+    """A raw TCP relay has ended. Every TCP flow gets C{tcp_end} or C{tcp_error}, not both."""
+
+    flow: TCPFlow
+
+
+@dataclass
+class TcpErrorHook(Hook):
+    """
+    A raw TCP relay failed (C{flow.error} says why). Every TCP flow gets C{tcp_end} or
+    C{tcp_error}, not both.
+    """
+
+    flow: TCPFlow

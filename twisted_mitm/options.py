@@ -1,0 +1,521 @@
+# -*- test-case-name: tests.test_options -*-
+"""
+The typed option registry: built-in options, C{--set NAME=VALUE} parsing, SIZE and boolean
+texts, and names held back until a script declares them.
+
+Pure standard library. L{twisted_mitm.tap} fills it from the command line, scripts read it
+as C{ctx.options} and extend it through C{Loader.add_option}, and the addon manager
+subscribes to it so that every change reaches the addons' C{configure} hook.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import re
+import textwrap
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from twisted_mitm.exceptions import OptionsError
+
+Check = Callable[[Any], None]
+"""A per-option validator: raises C{ValueError} whose text names the problem."""
+
+_SIZE = re.compile(r"([0-9]+)([kmg]?)", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_BOOLS = {
+    "true": True, "yes": True, "1": True, "on": True,
+    "false": False, "no": False, "0": False, "off": False,
+}
+
+
+def parse_size(text: str) -> int:
+    """Parse a SIZE: an integer with an optional k, m or g suffix (powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (examples: 512k, 3m, 1g)")
+    return int(match[1]) * _SIZE_FACTORS[match[2].lower()]
+
+
+def parse_bool(text: str) -> bool:
+    """Parse true/false, yes/no, 1/0 or on/off, in any case."""
+    try:
+        return _BOOLS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{text!r} is not a boolean (use true/false, yes/no, 1/0, on/off)"
+        ) from None
+
+
+def check_size(value: str | None) -> None:
+    """Validate a SIZE option; C{None} means unset."""
+    if value is not None:
+        parse_size(value)
+
+
+def check_port(value: int) -> None:
+    """Validate a TCP port number."""
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number (0-65535)")
+
+
+def check_regexes(patterns: Sequence[str]) -> None:
+    """Validate a list of regular expressions."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(
+                f"{pattern!r} is not a valid regular expression: {e.msg}"
+            ) from None
+
+
+def check_seconds(value: int) -> None:
+    """Validate a timeout in seconds; 0 disables it."""
+    if value < 0:
+        raise ValueError(f"{value} is not a number of seconds (0 or more)")
+
+
+def check_proxyauth(value: str | None) -> None:
+    """Validate C{user:pass}; C{None} means no authentication."""
+    if value is not None and ":" not in value:
+        raise ValueError(f"{value!r} is not of the form user:pass")
+
+
+SUPPORTED_MODES = ("regular",)
+
+
+def check_mode(value: str) -> None:
+    """Validate a proxy mode; its kind is the text before the first colon."""
+    if value.partition(":")[0] not in SUPPORTED_MODES:
+        raise ValueError(
+            f"{value!r} is not supported (supported: {', '.join(SUPPORTED_MODES)})"
+        )
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """The normalized form of a typespec, able to check values and parse texts."""
+
+    name: str
+    base: type
+    optional: bool = False
+    sequence: bool = False
+
+    def check(self, value: Any) -> Any:
+        """Return C{value} in its stored form (sequences as tuples, ints as floats)."""
+        if value is None and self.optional:
+            return None
+        if self.sequence:
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+        elif self.base is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif isinstance(value, self.base) and (self.base is bool or not isinstance(value, bool)):
+            return value
+        raise ValueError(f"expected {self.name}, got {value!r}")
+
+    def parse(self, texts: list[str | None], current: Any) -> Any:
+        """Parse the texts given for one option; C{None} stands for a bare C{NAME}."""
+        if self.sequence:
+            return tuple(text for text in texts if text)
+        if len(texts) > 1:
+            raise ValueError(f"given more than once ({', '.join(map(repr, texts))})")
+        (text,) = texts
+        if self.optional and not text:
+            return None
+        if self.base is bool:
+            if text is None:
+                return True
+            return not current if text == "toggle" else parse_bool(text)
+        if text is None:
+            raise ValueError("a value is required (NAME=VALUE)")
+        return _PARSERS[self.base](text)
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {int: _parse_int, float: _parse_float, str: str}
+
+
+def _kind_of(typespec: Any) -> _Kind | None:
+    """Normalize a typespec (C{int}, C{Optional[str]}, C{str | None}, C{Sequence[str]})."""
+    if typespec in (bool, int, str, float):
+        return _Kind(typespec.__name__, typespec)
+    origin, args = typing.get_origin(typespec), typing.get_args(typespec)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        base = args[0] if args[1] is type(None) else args[1]
+        if base in (int, str, float):
+            return _Kind(f"optional {base.__name__}", base, optional=True)
+    if origin is collections.abc.Sequence and args == (str,):
+        return _Kind("sequence of str", str, sequence=True)
+    return None
+
+
+class _Option:
+    """One registered option and its current value."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: _Kind,
+        default: Any,
+        help: str,
+        choices: Sequence[str] | None,
+        check: Check | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.help = textwrap.dedent(help).strip().replace("\n", " ")
+        self.choices = tuple(choices) if choices is not None else None
+        self.check = check
+        self.default = self.validated(default)
+        self.value = self.default
+
+    def validated(self, value: Any) -> Any:
+        """Return C{value} in stored form or raise an L{OptionsError} naming the option."""
+        try:
+            value = self.kind.check(value)
+            self._check_choices(value)
+            if self.check is not None:
+                self.check(value)
+        except ValueError as e:
+            raise OptionsError(f"{self.name}: {e}") from None
+        return value
+
+    def parsed(self, texts: list[str | None]) -> Any:
+        """Parse C{--set} texts, naming the option in any error."""
+        try:
+            return self.kind.parse(texts, self.value)
+        except ValueError as e:
+            raise OptionsError(f"{self.name}: {e}") from None
+
+    def _check_choices(self, value: Any) -> None:
+        if self.choices is None or value is None:
+            return
+        for item in value if self.kind.sequence else (value,):
+            if item not in self.choices:
+                raise ValueError(
+                    f"{item!r} is not supported (supported: {', '.join(self.choices)})"
+                )
+
+
+class Options:
+    """
+    Typed options, read as attributes (C{options.listen_port}) and changed with
+    L{update}, attribute assignment or L{set}.
+
+    Subscribers learn the names of changed options after each change; one raising
+    L{OptionsError} undoes the change. Names given to L{set} with C{defer=True} that are not
+    registered yet wait in C{_deferred} until L{process_deferred} finds them declared.
+    Parsed SIZE values are cached per option so the proxy never re-parses a text per request.
+    """
+
+    def __init__(self) -> None:
+        self._options: dict[str, _Option] = {}
+        self._subscribers: list[Callable[[set[str]], None]] = []
+        self._deferred: dict[str, list[str | None]] = {}
+        self._sizes: dict[str, int | None] = {}
+
+    def add_option(
+        self,
+        name: str,
+        typespec: Any,
+        default: Any,
+        help: str,
+        choices: Sequence[str] | None = None,
+        check: Check | None = None,
+    ) -> None:
+        """
+        Register an option. Declaring an existing name again with the same type (a script
+        reloading) keeps its current value; a different type starts from the new default.
+
+        @raise OptionsError: the typespec is unsupported or the default does not fit it.
+        """
+        kind = _kind_of(typespec)
+        if kind is None:
+            raise OptionsError(f"{name}: unsupported option type {typespec!r}")
+        option = _Option(name, kind, default, help, choices, check)
+        previous = self._options.get(name)
+        if previous is not None and previous.kind == kind:
+            option.value = option.validated(previous.value)
+        self._options[name] = option
+        self._sizes.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("_options", {})
+        if name not in options:
+            raise AttributeError(f"unknown option: {name}")
+        value = options[name].value
+        return list(value) if type(value) is tuple else value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            super().__setattr__(name, value)
+        else:
+            self.update(**{name: value})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._options
+
+    def keys(self) -> set[str]:
+        """The names of all registered options."""
+        return set(self._options)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """C{(name, current value)} pairs sorted by name."""
+        return [(name, getattr(self, name)) for name in sorted(self._options)]
+
+    def help(self, name: str) -> str:
+        """The one-paragraph help text of an option."""
+        return self._option(name).help
+
+    def default(self, name: str) -> Any:
+        """The default value of an option."""
+        default = self._option(name).default
+        return list(default) if type(default) is tuple else default
+
+    def typespec_name(self, name: str) -> str:
+        """The type of an option in words: C{int}, C{optional str}, C{sequence of str}..."""
+        return self._option(name).kind.name
+
+    def choices(self, name: str) -> tuple[str, ...] | None:
+        """The accepted values of an option, if it has a fixed list."""
+        return self._option(name).choices
+
+    def parsed_size(self, name: str) -> int | None:
+        """The value of a SIZE option in bytes, or C{None} when unset; parsed once per change."""
+        try:
+            return self._sizes[name]
+        except KeyError:
+            value = self._option(name).value
+            size = self._sizes[name] = None if value is None else parse_size(value)
+            return size
+
+    def subscribe(self, callback: Callable[[set[str]], None]) -> None:
+        """Call C{callback(updated_names)} after every change; it may raise L{OptionsError}."""
+        self._subscribers.append(callback)
+
+    def update(self, **changes: Any) -> None:
+        """
+        Validate and apply typed values, then notify subscribers.
+
+        @raise OptionsError: an unknown name, a bad value, or a subscriber refused the change
+            (which is then rolled back and announced again so subscribers re-read the old values).
+        """
+        if not changes:
+            return
+        new = {name: self._option(name).validated(value) for name, value in changes.items()}
+        old = {name: self._options[name].value for name in new}
+        self._apply(new)
+        updated = set(new)
+        try:
+            self._notify(updated)
+        except OptionsError:
+            self._apply(old)
+            self._notify_after_rollback(updated)
+            raise
+
+    def set(self, *specs: str, defer: bool = False) -> None:
+        """
+        Apply C{"name=value"} texts, parsed per type. A sequence option given several times
+        collects every value; a bare C{"name"} sets a boolean, and an empty value or a bare name
+        unsets an optional option or empties a sequence.
+
+        @param defer: keep unknown names until L{process_deferred} instead of failing.
+        @raise OptionsError: an unknown name (unless deferred) or a bad value.
+        """
+        texts: dict[str, list[str | None]] = {}
+        for spec in specs:
+            name, equals, value = spec.partition("=")
+            texts.setdefault(name, []).append(value if equals else None)
+        unknown = {name: given for name, given in texts.items() if name not in self._options}
+        if unknown and not defer:
+            raise OptionsError(_unknown(unknown))
+        known = {
+            name: self._options[name].parsed(given)
+            for name, given in texts.items()
+            if name not in unknown
+        }
+        self._deferred.update(unknown)
+        self.update(**known)
+
+    def process_deferred(self) -> None:
+        """Apply the deferred C{set} texts whose options have been declared since."""
+        ready = [name for name in self._deferred if name in self._options]
+        parsed = {name: self._options[name].parsed(self._deferred[name]) for name in ready}
+        for name in ready:
+            del self._deferred[name]
+        self.update(**parsed)
+
+    def deferred_names(self) -> list[str]:
+        """The names given to C{set(defer=True)} that no option has claimed yet."""
+        return sorted(self._deferred)
+
+    def _option(self, name: str) -> _Option:
+        try:
+            return self._options[name]
+        except KeyError:
+            raise OptionsError(f"unknown option: {name}") from None
+
+    def _apply(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            self._options[name].value = value
+            self._sizes.pop(name, None)
+
+    def _notify(self, updated: set[str]) -> None:
+        for callback in list(self._subscribers):
+            callback(set(updated))
+
+    def _notify_after_rollback(self, updated: set[str]) -> None:
+        # Subscribers before the one that refused already took the new values; they are
+        # told again so they re-read the old ones. Refusing the old values changes nothing.
+        for callback in list(self._subscribers):
+            try:
+                callback(set(updated))
+            except OptionsError:
+                pass
+
+
+def _unknown(names: Iterable[str]) -> str:
+    names = list(names)
+    return f"unknown option{'s' if len(names) > 1 else ''}: {', '.join(names)}"
+
+
+def _check_host_filters(options: Options) -> Callable[[set[str]], None]:
+    """Make the subscriber refusing C{ignore_hosts} and C{allow_hosts} together."""
+
+    def check(updated: set[str]) -> None:
+        both_set = options.ignore_hosts and options.allow_hosts
+        if {"ignore_hosts", "allow_hosts"} & updated and both_set:
+            raise OptionsError(
+                "ignore_hosts and allow_hosts are mutually exclusive; use one of them"
+            )
+
+    return check
+
+
+def default_options() -> Options:
+    """The registry with twisted_mitm's built-in options (mitmproxy's names and meanings)."""
+    options = Options()
+    add = options.add_option
+    add("listen_host", str, "127.0.0.1", "Address to listen on for proxy clients.")
+    add("listen_port", int, 8080, "Port to listen on for proxy clients.", check=check_port)
+    add(
+        "mode", str, "regular",
+        "The proxy mode. Only 'regular' (an explicit HTTP proxy, with CONNECT for HTTPS) "
+        "is supported for now.",
+        check=check_mode,
+    )
+    add("scripts", Sequence[str], [], "Addon scripts to load, in order.")
+    add(
+        "ssl_insecure", bool, False,
+        "Do not verify upstream server TLS certificates.",
+    )
+    add(
+        "ignore_hosts", Sequence[str], [],
+        "Regular expressions matched against 'host:port' of a CONNECT; matching "
+        "connections are relayed as raw TCP without interception. Cannot be combined "
+        "with allow_hosts.",
+        check=check_regexes,
+    )
+    add(
+        "allow_hosts", Sequence[str], [],
+        "Regular expressions matched against 'host:port' of a CONNECT; only matching "
+        "connections are intercepted, all others are relayed as raw TCP. Cannot be "
+        "combined with ignore_hosts.",
+        check=check_regexes,
+    )
+    add(
+        "flow_detail", int, 1,
+        "Detail of the flow log: 0 logs no flow lines (errors are still logged), "
+        "1 logs one line per flow.",
+    )
+    add(
+        "confdir", str, "~/.mitmproxy",
+        "Directory holding the CA files (mitmproxy-ca.pem and friends); created with a "
+        "new CA when missing.",
+    )
+    add(
+        "stream_large_bodies", Optional[str], None,
+        "SIZE (e.g. 512k, 3m, 1g). Message bodies larger than this are streamed through "
+        "instead of buffered: request/response hooks then see an empty body, and "
+        "modifications to it are ignored. Unset: buffer every body.",
+        check=check_size,
+    )
+    add(
+        "stream_websockets", bool, False,
+        "Forward WebSocket frames as soon as they arrive. Payloads are still recorded and "
+        "websocket_message still runs, but cannot change or drop messages.",
+    )
+    add(
+        "body_size_limit", Optional[str], None,
+        "SIZE (e.g. 512k, 3m, 1g). Refuse message bodies larger than this (413 for "
+        "requests, 502 for responses). Unset: no limit.",
+        check=check_size,
+    )
+    add(
+        "ssl_verify_upstream_trusted_ca", Optional[str], None,
+        "Path to a PEM bundle of CA certificates trusted for upstream servers, instead "
+        "of the system trust store.",
+    )
+    add(
+        "show_ignored_hosts", bool, False,
+        "Report connections to ignored hosts as TCP flows with the tcp_* hooks "
+        "(still relayed without interception).",
+    )
+    add("hardump", str, "", "Write the session as HAR 1.2 to this path. Empty: disabled.")
+    add(
+        "proxyauth", Optional[str], None,
+        "Require clients to authenticate to the proxy with Basic credentials 'user:pass'. "
+        "Unset: no authentication.",
+        check=check_proxyauth,
+    )
+    add(
+        "websocket_max_message_size", str, "64m",
+        "SIZE (e.g. 512k, 3m, 1g). Largest WebSocket message accepted when messages are "
+        "buffered; a larger message closes the connection with code 1009 (message too big).",
+        check=check_size,
+    )
+    add(
+        "websocket_max_stored_bytes", str, "64m",
+        "SIZE (e.g. 512k, 3m, 1g). Payload bytes kept in flow.websocket.messages per flow; "
+        "beyond it the oldest stored payloads are discarded. Relaying is not affected.",
+        check=check_size,
+    )
+    add(
+        "upstream_connect_timeout", int, 30,
+        "Seconds allowed for connecting to the server (TCP and TLS); the client gets a 504 "
+        "when it is exceeded. 0: no limit.",
+        check=check_seconds,
+    )
+    add(
+        "upstream_read_timeout", int, 120,
+        "Seconds the server may stay silent while a response is awaited or read; the client "
+        "gets a 504 if no response had started, otherwise the connection is closed. 0: no limit.",
+        check=check_seconds,
+    )
+    add(
+        "connection_idle_timeout", int, 60,
+        "Seconds an idle client connection (between requests, or while its request head "
+        "arrives) is kept open. A client sending headers slowly is disconnected when its "
+        "head is not complete in this time. 0: no limit.",
+        check=check_seconds,
+    )
+    options.subscribe(_check_host_filters(options))
+    return options

@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""What every connection of one proxy shares: addons, settings, certificates, reactor.
+
+L{ProxySettings} is the options as the hot path needs them, parsed once whenever they
+change (sizes as ints, regexes compiled), so no request ever parses an option string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted_mitm.options import Options, parse_size
+
+if TYPE_CHECKING:
+    from twisted_mitm.addonmanager import AddonManager
+    from twisted_mitm.certs import CertStore
+    from twisted_mitm.master import Master
+
+
+def _size(value: str | None) -> int | None:
+    return None if value in (None, "") else parse_size(value)
+
+
+def _seconds(value: int) -> float | None:
+    """A timeout option in seconds; 0 means no limit."""
+    return float(value) if value > 0 else None
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """The options the proxy core reads per connection or per request."""
+
+    stream_large_bodies: int | None
+    body_size_limit: int | None
+    ssl_insecure: bool
+    trusted_ca_path: str | None
+    ignore_hosts: tuple[re.Pattern[str], ...]
+    allow_hosts: tuple[re.Pattern[str], ...]
+    show_ignored_hosts: bool
+    stream_websockets: bool
+    connect_timeout: float | None
+    response_timeout: float | None
+    idle_timeout: float | None
+
+    @classmethod
+    def from_options(cls, options: Options) -> ProxySettings:
+        """Parse the options the core needs."""
+        return cls(
+            stream_large_bodies=_size(options.stream_large_bodies),
+            body_size_limit=_size(options.body_size_limit),
+            ssl_insecure=options.ssl_insecure,
+            trusted_ca_path=options.ssl_verify_upstream_trusted_ca or None,
+            ignore_hosts=tuple(re.compile(pattern, re.IGNORECASE) for pattern in options.ignore_hosts),
+            allow_hosts=tuple(re.compile(pattern, re.IGNORECASE) for pattern in options.allow_hosts),
+            show_ignored_hosts=options.show_ignored_hosts,
+            stream_websockets=options.stream_websockets,
+            connect_timeout=_seconds(options.upstream_connect_timeout),
+            response_timeout=_seconds(options.upstream_read_timeout),
+            idle_timeout=_seconds(options.connection_idle_timeout),
+        )
+
+    def intercepts(self, host: str, port: int) -> bool:
+        """Whether a CONNECT to C{host:port} is intercepted (SPEC §5), or passed through."""
+        address = f"{host}:{port}"
+        if self.allow_hosts:
+            return any(pattern.search(address) for pattern in self.allow_hosts)
+        return not any(pattern.search(address) for pattern in self.ignore_hosts)
+
+
+class ProxyContext:
+    """Shared by all connections of one proxy; rebuilt settings follow option changes.
+
+    @ivar reactor: the reactor every connection uses (injected, never imported).
+    @ivar certstore: the CA and leaf certificates; C{None} until TLS is configured.
+    """
+
+    def __init__(self, master: Master, reactor: Any, certstore: CertStore | None = None) -> None:
+        self.master = master
+        self.reactor = reactor
+        self.certstore = certstore
+        self.settings = ProxySettings.from_options(master.options)
+        master.options.subscribe(self._options_changed)
+
+    @property
+    def addons(self) -> AddonManager:
+        """The addon chain that hooks are triggered on."""
+        return self.master.addons
+
+    def _options_changed(self, updated: set[str]) -> None:
+        self.settings = ProxySettings.from_options(self.master.options)

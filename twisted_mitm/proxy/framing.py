@@ -1,0 +1,134 @@
+# -*- test-case-name: tests.test_framing -*-
+"""How a message is framed when it leaves the proxy (RFC 9112 §6).
+
+Pure decisions over headers: which framing headers go on the outgoing head, how the
+body is encoded, and whether the connection must close after it. Buffered messages
+get an exact Content-Length (or keep chunked coding with their trailers); streamed
+messages keep their framing when bytes pass untouched, and switch to chunked coding
+(or to close-delimited for an HTTP/1.0 client) when a transform may change the length,
+so a Content-Length is never wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IConsumer
+
+from twisted_mitm import http1
+from twisted_mitm.http import Headers, Request, Response
+from twisted_mitm.proxy.pipe import BodyWriter, ChunkedWriter, CloseDelimitedWriter, LengthWriter
+
+WriterFactory = Callable[[IConsumer], BodyWriter]
+
+#: Hop-by-hop fields meant for the proxy itself, never forwarded.
+PROXY_ONLY_FIELDS = ("proxy-connection", "proxy-authorization")
+
+
+def connection_tokens(headers: Headers) -> set[str]:
+    """The lower-cased tokens of all Connection fields."""
+    return {token.strip().lower() for value in headers.get_all("connection") for token in value.split(",")}
+
+
+def closes(headers: Headers) -> bool:
+    """Whether these headers announce that the connection closes after the message."""
+    return "close" in connection_tokens(headers)
+
+
+def client_keeps_alive(request: Request) -> bool:
+    """Whether the client expects the connection to stay open after this exchange."""
+    tokens = connection_tokens(request.headers)
+    if request.data.http_version == b"HTTP/1.0":
+        proxy_tokens = {token.strip().lower() for value in request.headers.get_all("proxy-connection") for token in value.split(",")}
+        return "keep-alive" in tokens or "keep-alive" in proxy_tokens
+    return "close" not in tokens
+
+
+def expects_continue(headers: Headers) -> bool:
+    """Whether the client waits for C{100 Continue} before sending its body."""
+    return headers.get("expect", "").strip().lower() == "100-continue"
+
+
+def _is_chunked(headers: Headers) -> bool:
+    codings = [coding.strip().lower() for value in headers.get_all("transfer-encoding") for coding in value.split(",")]
+    return bool(codings) and codings[-1] == "chunked"
+
+
+def _outgoing(headers: Headers) -> Headers:
+    copy = Headers(headers.fields)
+    for name in PROXY_ONLY_FIELDS:
+        if name in copy:
+            del copy[name]
+    return copy
+
+
+def _set_length(headers: Headers, length: int) -> None:
+    if "transfer-encoding" in headers:
+        del headers["transfer-encoding"]
+    headers["content-length"] = str(length)
+
+
+def _set_chunked(headers: Headers) -> None:
+    if "content-length" in headers:
+        del headers["content-length"]
+    if not _is_chunked(headers):
+        headers["transfer-encoding"] = "chunked"
+
+
+def _one_chunk(body: bytes, trailers: Headers | None) -> list[bytes]:
+    fields = trailers.fields if trailers is not None else ()
+    if not body:
+        return [http1.last_chunk(fields)]
+    return [http1.chunk_header(len(body)), body, http1.CHUNK_END, http1.last_chunk(fields)]
+
+
+def buffered_request(request: Request) -> tuple[Headers, list[bytes]]:
+    """Headers and body pieces for a buffered request on its way to the server."""
+    headers = _outgoing(request.headers)
+    if "host" not in headers:
+        headers.insert(0, "Host", request.host_header or request.authority or request.pretty_host)
+    body = request.raw_content or b""
+    if _is_chunked(headers):
+        return headers, _one_chunk(body, request.trailers)
+    if body or "content-length" in headers:
+        _set_length(headers, len(body))
+    return headers, [body] if body else []
+
+
+def streamed_request(headers: Headers, source: http1.BodyFraming, transformed: bool) -> tuple[Headers, WriterFactory]:
+    """Headers and body writer for a request streamed to the server."""
+    outgoing = _outgoing(headers)
+    if transformed or source.kind is not http1.FramingKind.LENGTH:
+        _set_chunked(outgoing)
+        return outgoing, ChunkedWriter
+    length = source.length or 0
+    return outgoing, lambda transport: LengthWriter(transport, length)
+
+
+def buffered_response(response: Response, client_version: bytes, has_body: bool) -> tuple[Headers, list[bytes]]:
+    """Headers and body pieces for a buffered response on its way to the client."""
+    headers = Headers(response.headers.fields)
+    if not has_body:
+        return headers, []
+    body = response.raw_content or b""
+    if _is_chunked(headers) and client_version != b"HTTP/1.0":
+        return headers, _one_chunk(body, response.trailers)
+    _set_length(headers, len(body))
+    return headers, [body] if body else []
+
+
+def streamed_response(
+    headers: Headers, source: http1.BodyFraming | None, transformed: bool, client_version: bytes
+) -> tuple[Headers, WriterFactory, bool]:
+    """Headers, body writer and whether to close afterwards, for a response streamed to the client."""
+    outgoing = Headers(headers.fields)
+    if not transformed and source is not None and source.kind is http1.FramingKind.LENGTH:
+        length = source.length or 0
+        return outgoing, lambda transport: LengthWriter(transport, length), False
+    if client_version == b"HTTP/1.0":
+        for name in ("content-length", "transfer-encoding"):
+            if name in outgoing:
+                del outgoing[name]
+        return outgoing, CloseDelimitedWriter, True
+    _set_chunked(outgoing)
+    return outgoing, ChunkedWriter, False

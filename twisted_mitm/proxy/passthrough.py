@@ -1,0 +1,215 @@
+# -*- test-case-name: tests.test_passthrough -*-
+"""A raw TCP relay for CONNECT tunnels that are not intercepted, with optional TCP flows.
+
+The relay is Twisted's port-forward idiom done fully: each leg's transport is registered
+as the other leg's streaming producer, so a slow reader on one side pauses the socket
+on the other, in both directions; a half-close travels across; and a full close of
+either leg closes the other. When the tunnel is shown to scripts (raw TCP that is
+neither TLS nor HTTP, or an ignored host with C{show_ignored_hosts}), every chunk
+becomes a L{TCPMessage} and passes through the C{tcp_message} hook, which may change it,
+before it goes on; the source is paused while the hook runs, so order and backpressure
+hold.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from twisted.internet import error as net_error
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_mitm.connection import Client, Server
+from twisted_mitm.proxy.serverside import UNLIMITED
+from twisted_mitm.hooks import TcpEndHook, TcpErrorHook, TcpMessageHook, TcpStartHook
+from twisted_mitm.flow import Error
+from twisted_mitm.tcp import TCPFlow, TCPMessage
+
+if TYPE_CHECKING:
+    from twisted_mitm.proxy.context import ProxyContext
+
+
+@implementer(IHalfCloseableProtocol)
+class _UpstreamLeg(Protocol):
+    """The relay's connection to the server; reports everything to its L{TCPRelay}."""
+
+    def __init__(self, relay: TCPRelay) -> None:
+        self.relay = relay
+
+    def connectionMade(self) -> None:
+        self.relay.upstream_connected(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.relay.relay_data(data, from_client=False)
+
+    def readConnectionLost(self) -> None:
+        self.relay.half_closed(from_client=False)
+
+    def writeConnectionLost(self) -> None:
+        """The server will read nothing more; its FIN to us ends that direction."""
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self.relay.leg_lost(reason, from_client=False)
+
+
+@implementer(IHalfCloseableProtocol)
+class TCPRelay(Protocol):
+    """Relays a tunnel's bytes to C{host:port} untouched, or as a TCP flow with hooks.
+
+    It is the tunnel's client-side protocol: the client transport is C{self.transport}.
+    Bytes the client sends before the server leg is up wait in C{_early}; the client
+    socket is paused meanwhile, so that is at most one read.
+
+    @ivar flow: the TCP flow scripts see, or C{None} for a silent relay.
+    """
+
+    _log = Logger()
+
+    #: most messages a TCP flow keeps; older ones are dropped from C{flow.messages}
+    max_kept_messages = 1000
+
+    def __init__(self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool) -> None:
+        self.context = context
+        self.host = host
+        self.port = port
+        server = Server(address=(host, port))
+        self.flow: TCPFlow | None = TCPFlow(client, server, live=True) if with_hooks else None
+        self._server_transport: ITransport | None = None
+        self._early: list[bytes] = []
+        self._client_eof = False
+        self._closed = False
+        self._queue: list[tuple[bytes, bool]] = []
+        self._hook_running = False
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
+        if self.flow is not None:
+            self.flow.on_kill = self._close_both
+        timeout = self.context.settings.connect_timeout or UNLIMITED
+        endpoint = HostnameEndpoint(self.context.reactor, self.host, self.port, timeout=timeout)
+        connecting = connectProtocol(endpoint, _UpstreamLeg(self))
+        connecting.addErrback(self._connect_failed)
+
+    def _connect_failed(self, reason: Failure) -> None:
+        self._log.info(
+            "{host}:{port}: passthrough connection failed: {reason}", host=self.host, port=self.port, reason=reason.getErrorMessage()
+        )
+        if self.flow is not None:
+            self.flow.error = Error(f"cannot connect to {self.host}:{self.port}: {reason.getErrorMessage()}")
+            self.context.addons.trigger(TcpErrorHook(self.flow))
+        self._closed = True
+        self.transport.loseConnection()
+
+    def upstream_connected(self, transport: ITransport) -> None:
+        """The server leg is up: pair the producers and let the client's bytes flow."""
+        self._server_transport = transport
+        if self._closed:
+            transport.loseConnection()
+            return
+        self.transport.registerProducer(transport, True)
+        transport.registerProducer(self.transport, True)
+        started = self.context.addons.trigger(TcpStartHook(self.flow)) if self.flow is not None else None
+        if started is not None:
+            started.addCallback(lambda _: self._flush_early())
+        else:
+            self._flush_early()
+
+    def _flush_early(self) -> None:
+        early, self._early = self._early, []
+        for data in early:
+            self.relay_data(data, from_client=True)
+        if self._client_eof:
+            self.half_closed(from_client=True)
+        self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._server_transport is None:
+            self._early.append(data)
+            return
+        self.relay_data(data, from_client=True)
+
+    def readConnectionLost(self) -> None:
+        self.half_closed(from_client=True)
+
+    def writeConnectionLost(self) -> None:
+        """The client will read nothing more; its FIN to us ends that direction."""
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self.leg_lost(reason, from_client=True)
+
+    # Both legs.
+
+    def relay_data(self, data: bytes, from_client: bool) -> None:
+        """Send C{data} to the other leg, through the C{tcp_message} hook when there is a flow."""
+        if self.flow is None:
+            self._destination(from_client).write(data)
+            return
+        self._queue.append((data, from_client))
+        if not self._hook_running:
+            self._next_message()
+
+    def _next_message(self) -> None:
+        if not self._queue or self._closed:
+            self._hook_running = False
+            return
+        assert self.flow is not None
+        data, from_client = self._queue.pop(0)
+        message = TCPMessage(from_client, data, time.time())
+        self.flow.messages.append(message)
+        del self.flow.messages[: -self.max_kept_messages]
+        self._hook_running = True
+        self._source(from_client).pauseProducing()
+        triggered = self.context.addons.trigger(TcpMessageHook(self.flow))
+        triggered.addCallback(lambda _: self._message_done(message))
+
+    def _message_done(self, message: TCPMessage) -> None:
+        if self._closed:
+            return
+        if message.content:
+            self._destination(message.from_client).write(message.content)
+        self._source(message.from_client).resumeProducing()
+        self._next_message()
+
+    def half_closed(self, from_client: bool) -> None:
+        """One side sent its FIN: pass it on."""
+        if from_client and self._server_transport is None:
+            self._client_eof = True
+            return
+        destination = self._destination(from_client)
+        if hasattr(destination, "loseWriteConnection"):
+            destination.loseWriteConnection()
+        else:
+            destination.loseConnection()
+
+    def leg_lost(self, reason: Failure, from_client: bool) -> None:
+        """One leg is gone: close the other and end the flow."""
+        if self._closed:
+            return
+        self._closed = True
+        other = self._server_transport if from_client else self.transport
+        if other is not None:
+            other.loseConnection()
+        if self.flow is not None:
+            self.flow.live = False
+            if not reason.check(net_error.ConnectionDone):
+                self.flow.error = Error(reason.getErrorMessage())
+                self.context.addons.trigger(TcpErrorHook(self.flow))
+            self.context.addons.trigger(TcpEndHook(self.flow))
+
+    def _close_both(self) -> None:
+        for transport in (self.transport, self._server_transport):
+            if transport is not None:
+                transport.abortConnection()
+
+    def _destination(self, from_client: bool) -> ITransport:
+        transport = self._server_transport if from_client else self.transport
+        assert transport is not None
+        return transport
+
+    def _source(self, from_client: bool) -> ITransport:
+        return self._destination(not from_client)

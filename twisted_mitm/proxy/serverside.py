@@ -1,0 +1,253 @@
+# -*- test-case-name: tests.test_serverside -*-
+"""The protocol that faces the origin server, and how connections to it are opened.
+
+L{ServerSideProtocol} writes request heads and bodies and parses responses with
+L{http1.ResponseReader} through a L{ReaderPump}; it hands what it reads to the
+L{ResponseReceiver} that sent the request (an exchange). L{connect_upstream} opens a
+plain or TLS connection and fires once the connection can carry a request (after the TLS
+handshake for HTTPS), translating the failures users meet into L{ProtocolError}s
+with a readable reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
+
+from twisted.internet import error as net_error
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_mitm import http1
+from twisted_mitm.exceptions import ProtocolError
+from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump
+from twisted_mitm.proxy.tls import describe_tls_failure
+
+if TYPE_CHECKING:
+    from twisted_mitm.connection import Server
+
+
+class ResponseReceiver(TypingProtocol):
+    """What a L{ServerSideProtocol} tells the exchange whose request it carries."""
+
+    def response_head(self, head: http1.ResponseHead) -> None: ...
+    def response_complete(self) -> None: ...
+    def server_failed(self, error: ProtocolError) -> None: ...
+
+
+#: Where an upstream connection goes: scheme (C{b"http"} or C{b"https"}), host, port.
+UpstreamKey = tuple[bytes, str, int]
+
+
+@implementer(IHandshakeListener)
+class ServerSideProtocol(Protocol):
+    """One connection to an origin server, carrying one exchange at a time.
+
+    @ivar receiver: the exchange waiting for a response on this connection, if any.
+    @ivar body_sink: where the body of the response being read goes.
+    @ivar reusable: C{False} once this connection cannot carry another request.
+    @ivar ready: fires when requests can be written (after TLS if any), or fails.
+    @ivar lost: fires when the connection is gone.
+    """
+
+    _log = Logger()
+
+    def __init__(self, key: UpstreamKey, server: Server, reactor: IReactorTime, tls: bool) -> None:
+        self.key = key
+        self.server = server
+        self.receiver: ResponseReceiver | None = None
+        self.body_sink: BodySink | None = None
+        self.reusable = True
+        self.connected = False
+        self.ready: Deferred[ServerSideProtocol] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+        self._reactor = reactor
+        self._tls = tls
+        self._interim = False
+        self.pump = ReaderPump(http1.ResponseReader(), self._event_received, self._protocol_error)
+        self.pump.on_stop = self.abort
+
+    # Twisted callbacks.
+
+    def connectionMade(self) -> None:
+        self.connected = True
+        self.server.timestamp_tcp_setup = time.time()
+        peer = self.transport.getPeer()
+        self.server.peername = (peer.host, peer.port)
+        host = self.transport.getHost()
+        self.server.sockname = (host.host, host.port)
+        self.pump.attach(self.transport)
+        if not self._tls:
+            self.ready.callback(self)
+
+    def handshakeCompleted(self) -> None:
+        self.server.tls_established = True
+        self.server.timestamp_tls_setup = time.time()
+        self.ready.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.pump.data_received(data)
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self.connected = False
+        self.reusable = False
+        self.server.timestamp_end = time.time()
+        if not self.ready.called:
+            self.ready.errback(reason)
+        else:
+            self.pump.eof_received()
+            if self.receiver is not None:
+                self._fail_receiver(ProtocolError(502, "the server closed the connection before the response was complete"))
+        self.lost.callback(None)
+
+    # Used by the exchange.
+
+    def send_request(self, method: bytes, head: bytes, receiver: ResponseReceiver) -> None:
+        """Write a request head and expect its response."""
+        self.receiver = receiver
+        self.pump.reader.expect_response(method)
+        self.transport.write(head)
+
+    def read_body(self, sink: BodySink) -> None:
+        """Send the body of the response just announced to C{sink}."""
+        self.body_sink = sink
+        self.pump.release(Hold.DECIDING)
+
+    def release(self) -> None:
+        """The exchange is over: this connection may serve the next request, or close."""
+        self.receiver = None
+        self.body_sink = None
+        if self.reusable:
+            self.pump.release(Hold.EXCHANGE)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Close cleanly (after pending writes)."""
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Drop the connection now; used when a stream must not look complete."""
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # Events from the reader.
+
+    def _event_received(self, event: object) -> None:
+        if isinstance(event, http1.ResponseHead):
+            self._interim = 100 <= event.status_code < 200 and event.status_code != 101
+            if not self._interim:
+                self.pump.hold(Hold.DECIDING)
+                self.reusable = self.reusable and _keeps_alive(event)
+            if self.receiver is not None:
+                self.receiver.response_head(event)
+        elif isinstance(event, http1.Data):
+            if self.body_sink is not None:
+                self.body_sink.write(event)
+        elif isinstance(event, http1.EndOfMessage):
+            if self._interim:
+                self._interim = False
+                return
+            self._end_of_response(event.trailers)
+        elif isinstance(event, http1.ConnectionClosed):
+            self.reusable = False
+
+    def _end_of_response(self, trailers: Fields) -> None:
+        if self.pump.reader.framing is not None and self.pump.reader.framing.kind is http1.FramingKind.UNTIL_CLOSE:
+            self.reusable = False
+        sink, receiver = self.body_sink, self.receiver
+        self.pump.hold(Hold.EXCHANGE)
+        if sink is not None:
+            sink.finish(trailers)
+        if receiver is not None:
+            receiver.response_complete()
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        self.reusable = False
+        self._fail_receiver(error)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def _fail_receiver(self, error: ProtocolError) -> None:
+        sink, receiver = self.body_sink, self.receiver
+        self.body_sink = self.receiver = None
+        if sink is not None:
+            sink.abort(Failure(error))
+        if receiver is not None:
+            receiver.server_failed(error)
+
+
+def _keeps_alive(head: http1.ResponseHead) -> bool:
+    tokens = _connection_tokens(head.headers)
+    if head.http_version == b"HTTP/1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
+
+
+def _connection_tokens(headers: Fields) -> set[bytes]:
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+
+
+def connect_upstream(
+    reactor: Any,
+    key: UpstreamKey,
+    server: Server,
+    timeout: float | None,
+    tls_creator: object | None = None,
+) -> Deferred[ServerSideProtocol]:
+    """Open a connection for C{key}; fires with a protocol ready for requests.
+
+    Failures come as L{ProtocolError}: 502 for refused, unresolvable and TLS failures,
+    504 when connecting (TCP and TLS together) took longer than C{timeout} seconds.
+    """
+    scheme, host, port = key
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout or UNLIMITED)
+    if tls_creator is not None:
+        endpoint = wrapClientTLS(tls_creator, endpoint)
+    protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
+    server.timestamp_start = time.time()
+    connecting = connectProtocol(endpoint, protocol)
+    connecting.addCallback(lambda connected: connected.ready)
+    if timeout is not None:
+        timer = reactor.callLater(timeout, connecting.cancel)
+        connecting.addBoth(_cancel_timer, timer)
+    connecting.addErrback(_connect_failure, host, port)
+    return connecting
+
+
+#: What "no limit" means for a connect timeout: Twisted's endpoints need a number.
+UNLIMITED = 365 * 24 * 3600.0
+
+
+def _cancel_timer(result: object, timer: Any) -> object:
+    if timer.active():
+        timer.cancel()
+    return result
+
+
+def _connect_failure(reason: Failure, host: str, port: int) -> Failure:
+    where = f"{host}:{port}"
+    if reason.check(net_error.DNSLookupError):
+        raise ProtocolError(502, f"cannot resolve host {host!r}")
+    if reason.check(net_error.ConnectionRefusedError):
+        raise ProtocolError(502, f"connection refused by {where}")
+    if reason.check(net_error.TimeoutError, net_error.UserError, CancelledError):
+        raise ProtocolError(504, f"timed out connecting to {where}")
+    if reason.check(net_error.ConnectError):
+        raise ProtocolError(502, f"cannot connect to {where}: {reason.getErrorMessage()}")
+    if reason.check(net_error.ConnectionDone, net_error.ConnectionLost):
+        raise ProtocolError(502, f"{where} closed the connection during the TLS handshake")
+    raise ProtocolError(502, f"TLS with {where} failed: {describe_tls_failure(reason)}")

@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_tunnel -*-
+"""What happens inside a CONNECT tunnel, decided from its first bytes.
+
+  - the host is not intercepted (C{ignore_hosts} / C{allow_hosts}): a raw relay,
+    decided at once, so the client talks to the server's own TLS;
+  - a TLS ClientHello: TLS with a leaf certificate for its SNI (or the CONNECT host),
+    then HTTP inside, as C{https} (unless the SNI is not intercepted: relay);
+  - an HTTP request line: HTTP inside, as C{http};
+  - anything else: a TCP flow with the C{tcp_*} hooks.
+
+A L{Tunnel} is the protocol the client-side connection forwards its bytes to once the
+C{CONNECT} was answered; C{self.transport} is the client's transport.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from twisted.internet import error as net_error
+from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_mitm.http import HTTPFlow
+from twisted_mitm.proxy.passthrough import TCPRelay
+from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, describe_tls_failure, intercepting_server_creator, looks_like_tls, parse_client_hello
+
+if TYPE_CHECKING:
+    from twisted_mitm.proxy.clientside import ClientSideProtocol
+    from twisted_mitm.proxy.context import ProxyContext
+
+_REQUEST_LINE_START = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
+
+
+@implementer(IHalfCloseableProtocol)
+class Tunnel(Protocol):
+    """Looks at a tunnel's first bytes and hands the connection to the right protocol."""
+
+    _log = Logger()
+
+    def __init__(self, context: ProxyContext, client_side: ClientSideProtocol, flow: HTTPFlow) -> None:
+        self.context = context
+        self.client_side = client_side
+        self.flow = flow
+        self.host = flow.request.host
+        self.port = flow.request.port
+        self._buffer = b""
+        self._inner: IProtocol | None = None
+        self._intercepting_tls = False
+
+    def connectionMade(self) -> None:
+        settings = self.context.settings
+        if not settings.intercepts(self.host, self.port):
+            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, settings.show_ignored_hosts), b"")
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.dataReceived(data)
+            return
+        self._buffer += data
+        self._decide()
+
+    def readConnectionLost(self) -> None:
+        if self._inner is None:
+            self.transport.loseConnection()
+            return
+        half_closeable = IHalfCloseableProtocol(self._inner, None)
+        if half_closeable is not None:
+            half_closeable.readConnectionLost()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Nothing to do: the inner protocol ends the connection when it is done."""
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        if self._intercepting_tls and not self._client().tls_established:
+            self._log.warn(
+                "{client}: the client did not complete TLS for {host} ({reason}); "
+                "if it rejected our certificate, make it trust the CA in {ca}",
+                client="{}:{}".format(*self._client().peername[:2]),
+                host=self.host,
+                reason=describe_tls_failure(reason),
+                ca=self.context.certstore.ca_cert_path if self.context.certstore else "confdir",
+            )
+        if self._inner is not None:
+            self._inner.connectionLost(reason)
+
+    def _decide(self) -> None:
+        data = self._buffer
+        if looks_like_tls(data):
+            self._start_tls(data)
+        elif _REQUEST_LINE_START.match(data):
+            self._start_inner_http(b"http", data)
+        elif len(data) >= 16 or not _could_become_request_line(data):
+            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, with_hooks=True), data)
+
+    def _start_tls(self, data: bytes) -> None:
+        try:
+            hello = parse_client_hello(data)
+        except ValueError as problem:
+            self._log.info("{host}: not a valid TLS ClientHello ({problem}); relaying as TCP", host=self.host, problem=problem)
+            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, with_hooks=True), data)
+            return
+        if hello is None:
+            if len(data) > MAX_CLIENT_HELLO:
+                self.transport.loseConnection()
+            return
+        settings = self.context.settings
+        if hello.sni and not settings.intercepts(hello.sni, self.port):
+            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, settings.show_ignored_hosts), data)
+            return
+        client = self._client()
+        client.sni = hello.sni
+        names = [hello.sni] if hello.sni else []
+        if self.host not in names:
+            names.append(self.host)
+        assert self.context.certstore is not None
+        creator = intercepting_server_creator(self.context.certstore, names)
+        from twisted_mitm.proxy.clientside import ClientSideProtocol
+
+        inner = ClientSideProtocol(self.context, client, (b"https", self.host, self.port))
+        factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner))
+        self._intercepting_tls = True
+        self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
+
+    def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
+        from twisted_mitm.proxy.clientside import ClientSideProtocol
+
+        self._hand_over(ClientSideProtocol(self.context, self._client(), (scheme, self.host, self.port)), data)
+
+    def _hand_over(self, protocol: IProtocol, data: bytes) -> None:
+        self._buffer = b""
+        self._inner = protocol
+        protocol.makeConnection(self.transport)
+        if data:
+            protocol.dataReceived(data)
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        client = self.client_side.client
+        assert client is not None
+        return client
+
+
+def _could_become_request_line(data: bytes) -> bool:
+    """Whether C{data} may still grow into C{METHOD SP ...} with more bytes."""
+    return re.fullmatch(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*", data) is not None

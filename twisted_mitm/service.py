@@ -1,0 +1,57 @@
+# -*- test-case-name: tests.test_cli -*-
+"""The proxy as a Twisted service: listen, run the addons' lifecycle hooks, stop cleanly.
+
+This is the only module that is handed the real reactor (by L{twisted_mitm.tap}); it
+passes it on to everything below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from twisted_mitm.certs import CertStore
+from twisted_mitm.hooks import DoneHook, RunningHook
+from twisted_mitm.master import Master
+from twisted_mitm.proxy.clientside import ClientSideFactory
+from twisted_mitm.proxy.context import ProxyContext
+
+
+class MitmService(Service):
+    """Listens on C{listen_host:listen_port} and serves proxy clients.
+
+    @ivar port: the listening port once running (tests read the bound port from it).
+    """
+
+    _log = Logger()
+
+    def __init__(self, master: Master, certstore: CertStore, reactor: Any) -> None:
+        self.master = master
+        self.reactor = reactor
+        self.context = ProxyContext(master, reactor, certstore)
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        options = self.master.options
+        factory = ClientSideFactory(self.context)
+        self.port = self.reactor.listenTCP(options.listen_port, factory, interface=options.listen_host)
+        address = self.port.getHost()
+        self._log.info(
+            "twisted_mitm listening on {host}:{port}; CA certificate for clients to trust: {ca}",
+            host=address.host,
+            port=address.port,
+            ca=self.context.certstore.ca_cert_path if self.context.certstore else "-",
+        )
+        self.master.addons.trigger(RunningHook())
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        stopped: Deferred[None] = self.port.stopListening() if self.port is not None else Deferred()
+        if self.port is None:
+            stopped.callback(None)
+        stopped.addCallback(lambda _: self.master.addons.trigger(DoneHook()))
+        return stopped
