@@ -8,20 +8,34 @@ Every port and connection is closed by a cleanup registered on the test case.
 
 from __future__ import annotations
 
+import datetime
+import functools
+import ipaddress
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.ssl import CertificateOptions, PrivateCertificate
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from tests.test_certs import make_ca
 from twisted_mitm.addonmanager import load_script
-from twisted_mitm.addons.flowlog import FlowLog
+from twisted_mitm.addons.defaults import default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.master import Master
 from twisted_mitm.options import default_options
@@ -67,14 +81,18 @@ def start_proxy(
     options: Sequence[str] = (),
     scripts: Sequence[str] = (),
     addons: Iterable[object] = (),
+    confdir: str | None = None,
 ) -> RunningProxy:
-    """Start a proxy on 127.0.0.1 port 0 with C{--set}-style C{options}, scripts and addon objects."""
-    confdir = shared_confdir()
+    """Start a proxy on 127.0.0.1 port 0 with C{--set}-style C{options}, scripts and addon objects.
+
+    @param confdir: where the CA lives; by default one shared by the whole test run.
+    """
+    confdir = confdir or shared_confdir()
     registry = default_options()
     registry.set("listen_port=0", f"confdir={confdir}", *options, defer=True)
     stopped: list[bool] = []
     master = Master(registry, shutdown=lambda: stopped.append(True))
-    master.addons.add(FlowLog())
+    master.addons.add(*default_addons())
     for addon in addons:
         master.addons.add(addon)
     for path in scripts:
@@ -127,25 +145,124 @@ class RawOrigin:
 
     handler: Callable[[_ScriptedOrigin, bytes], None] | None
     port: int = 0
+    scheme: str = "http"
     requests: list[bytes] = field(default_factory=list)
     received: list[bytes] = field(default_factory=list)
     connections: list[_ScriptedOrigin] = field(default_factory=list)
     lost: list[_ScriptedOrigin] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
-def start_raw_origin(test: TestCase, handler: Callable[[Any, bytes], None] | None) -> RawOrigin:
-    """Start a L{RawOrigin} on 127.0.0.1 port 0."""
-    origin = RawOrigin(handler)
-    origin.port = listen(test, Factory.forProtocol(lambda: _ScriptedOrigin(origin)))
+def start_raw_origin(
+    test: TestCase, handler: Callable[[Any, bytes], None] | None, tls: OriginCertificate | None = None
+) -> RawOrigin:
+    """Start a L{RawOrigin} on 127.0.0.1 port 0; with C{tls}, it speaks TLS with that certificate."""
+    origin = RawOrigin(handler, scheme="http" if tls is None else "https")
+    factory: Factory = Factory.forProtocol(lambda: _ScriptedOrigin(origin))
+    if tls is not None:
+        factory = TLSMemoryBIOFactory(tls.options(), False, factory)
+    origin.port = listen(test, factory)
 
     def close_connections() -> None:
         for connection in origin.connections:
             if connection.transport is not None:
                 connection.transport.abortConnection()
+
+    test.addCleanup(close_connections)
+    return origin
+
+
+@dataclass(frozen=True)
+class OriginCertificate:
+    """A test origin's certificate and key, signed by L{origin_ca}, never by the proxy's CA."""
+
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+
+    def options(self) -> CertificateOptions:
+        """Server-side TLS options presenting this certificate."""
+        key_pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+        return PrivateCertificate.loadPEM(self.cert.public_bytes(serialization.Encoding.PEM) + key_pem).options()
+
+
+@functools.cache
+def origin_ca() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """The CA that signs test origins' certificates, made once per test run."""
+    return make_ca("twisted_mitm test origin CA")
+
+
+def origin_ca_path(test: TestCase) -> str:
+    """Write L{origin_ca}'s certificate to a PEM file for this test (C{ssl_verify_upstream_trusted_ca}, C{--cacert})."""
+    path = test.mktemp() + "-origin-ca.pem"
+    with open(path, "wb") as f:
+        f.write(origin_ca()[1].public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@functools.cache
+def origin_certificate(*names: str) -> OriginCertificate:
+    """A server certificate for C{names} (DNS names or IP literals, all in the SAN), signed by L{origin_ca}."""
+    ca_key, ca_cert = origin_ca()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    san: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            san.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            san.append(x509.DNSName(name))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return OriginCertificate(key, cert)
+
+
+class _Echo(Protocol):
+    """Sends back what it reads; a client that reads slowly pauses its reading (backpressure)."""
+
+    def __init__(self, origin: EchoOrigin) -> None:
+        self.origin = origin
+
+    def connectionMade(self) -> None:
+        self.origin.connections.append(self)
+        self.transport.registerProducer(self.transport, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.origin.received.append(data)
+        self.transport.write(data)
+
+
+@dataclass
+class EchoOrigin:
+    """A TCP echo server; C{received} holds every chunk read, in order."""
+
+    port: int = 0
+    received: list[bytes] = field(default_factory=list)
+    connections: list[_Echo] = field(default_factory=list)
+
+
+def start_echo_origin(test: TestCase) -> EchoOrigin:
+    """Start an L{EchoOrigin} on 127.0.0.1 port 0."""
+    origin = EchoOrigin()
+    origin.port = listen(test, Factory.forProtocol(lambda: _Echo(origin)))
+
+    def close_connections() -> None:
+        for connection in origin.connections:
+            connection.transport.abortConnection()
 
     test.addCleanup(close_connections)
     return origin
@@ -171,3 +288,224 @@ def curl(*args: str, timeout: float = 30) -> Deferred[tuple[bytes, bytes, int]]:
 
 def _without_proxy_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if "proxy" not in name.lower()}
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll C{predicate} every 10 ms until it is true; fail after C{timeout} seconds."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await deferLater(reactor, 0.01, lambda: None)
+
+
+class RawClient(Protocol):
+    """A client that writes raw bytes and records what it receives and when the connection ends.
+
+    @ivar keep: whether to keep the received bytes (else only count them).
+    """
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.received = bytearray()
+        self.count = 0
+        self.lost: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.count += len(data)
+        if self.keep:
+            self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = reason
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (a stalled reader)."""
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+        self.transport.resumeProducing()
+
+
+async def connect_raw(test: TestCase, port: int, client: RawClient | None = None) -> RawClient:
+    """Connect a L{RawClient} to 127.0.0.1:C{port}; it is aborted when the test ends."""
+    protocol = client if client is not None else RawClient()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), protocol)
+
+    def close() -> None:
+        if protocol.lost is None:
+            protocol.transport.abortConnection()
+
+    test.addCleanup(close)
+    return protocol
+
+
+class _BodyReadingOrigin(_ScriptedOrigin):
+    """A L{_ScriptedOrigin} that reads each request's body before calling the handler."""
+
+    head: bytes | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        self.origin.received.append(data)
+        while self.origin.handler is not None:
+            if self.head is None:
+                head, found, rest = self.buffer.partition(b"\r\n\r\n")
+                if not found:
+                    return
+                self.head, self.buffer = head + b"\r\n\r\n", rest
+                self.origin.requests.append(self.head)
+            body = self._take_body(self.head)
+            if body is None:
+                return
+            self.origin.bodies.append(body)
+            head, self.head = self.head, None
+            self.origin.handler(self, head)
+
+    def _take_body(self, head: bytes) -> bytes | None:
+        """Take a whole body (Content-Length or chunked) off the buffer; C{None} while incomplete."""
+        lowered = head.lower()
+        if b"\r\ntransfer-encoding: chunked" not in lowered:
+            match = re.search(rb"\r\ncontent-length: *([0-9]+)", lowered)
+            length = int(match.group(1)) if match else 0
+            if len(self.buffer) < length:
+                return None
+            body, self.buffer = self.buffer[:length], self.buffer[length:]
+            return body
+        body, position = b"", 0
+        while True:
+            line_end = self.buffer.find(b"\r\n", position)
+            if line_end < 0:
+                return None
+            size = int(self.buffer[position:line_end].split(b";")[0], 16)
+            if size == 0:
+                end = self.buffer.find(b"\r\n\r\n", line_end - 2)
+                if end < 0:
+                    return None
+                self.buffer = self.buffer[end + 4 :]
+                return body
+            if len(self.buffer) < line_end + 4 + size:
+                return None
+            body += self.buffer[line_end + 2 : line_end + 2 + size]
+            position = line_end + 4 + size
+
+
+def start_body_origin(test: TestCase, handler: Callable[[Any, bytes], None]) -> RawOrigin:
+    """Start a L{RawOrigin} that calls C{handler} once a request's body is read whole (kept in C{bodies})."""
+    origin = RawOrigin(handler)
+    origin.port = listen(test, Factory.forProtocol(lambda: _BodyReadingOrigin(origin)))
+    test.addCleanup(lambda: [c.transport.abortConnection() for c in origin.connections])
+    return origin
+
+
+def echo_body(protocol: Any, head: bytes) -> None:
+    """A L{start_body_origin} handler answering with the body it just read."""
+    body = protocol.origin.bodies[-1]
+    protocol.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+class RawClient(Protocol):
+    """A client speaking raw bytes to the proxy: sends what a test writes, keeps what comes back.
+
+    @ivar data: every byte received so far.
+    @ivar closed: fires with C{data} when the connection is gone.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closed: Deferred[bytes] = Deferred()
+        self._waiting: list[tuple[Callable[[bytes], bool], Deferred[bytes]]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        self._check()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.closed.callback(self.data)
+        waiting, self._waiting = self._waiting, []
+        for _, deferred in waiting:
+            if not deferred.called:
+                deferred.callback(self.data)
+
+    def send(self, data: bytes) -> None:
+        """Write raw bytes to the proxy."""
+        self.transport.write(data)
+
+    def receive_until(self, predicate: Callable[[bytes], bool], timeout: float = 10) -> Deferred[bytes]:
+        """Fire with all data received once C{predicate(data)} holds or the connection closed."""
+        deferred: Deferred[bytes] = Deferred()
+        deferred.addTimeout(timeout, reactor)
+        self._waiting.append((predicate, deferred))
+        self._check()
+        if self.closed.called and not deferred.called:
+            deferred.callback(self.data)
+        return deferred
+
+    def wait_closed(self, timeout: float = 10) -> Deferred[bytes]:
+        """Fire with all data received once the proxy closed the connection."""
+        return self.receive_until(lambda _: False, timeout)
+
+    def _check(self) -> None:
+        for entry in list(self._waiting):
+            predicate, deferred = entry
+            if predicate(self.data):
+                self._waiting.remove(entry)
+                if not deferred.called:
+                    deferred.callback(self.data)
+
+
+async def raw_client(test: TestCase, port: int) -> RawClient:
+    """Connect a L{RawClient} to 127.0.0.1:C{port}; it is aborted when the test ends."""
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), RawClient())
+    test.addCleanup(client.transport.abortConnection)
+    return client
+
+
+def http_exchanges(
+    proxy_port: int, requests: Sequence[tuple[str, str, bytes | None, dict[str, str]]]
+) -> Deferred[list[tuple[int, list[tuple[str, str]], bytes]]]:
+    """Send C{(method, absolute url, body, headers)} requests on one http.client connection to the proxy, in a thread.
+
+    Fires with C{(status, headers, body)} per request.
+    """
+    import http.client
+
+    from twisted.internet.threads import deferToThreadPool
+
+    def run() -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        connection = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+        try:
+            results = []
+            for method, url, body, headers in requests:
+                connection.request(method, url, body=body, headers=headers)
+                response = connection.getresponse()
+                results.append((response.status, response.getheaders(), response.read()))
+            return results
+        finally:
+            connection.close()
+
+    return deferToThreadPool(reactor, reactor.getThreadPool(), run)
+
+
+class HookRecorder:
+    """An addon recording each hook it receives as C{(name, argument)} in C{calls}."""
+
+    hook_names = (
+        "client_connected", "client_disconnected", "server_connect", "server_connected",
+        "server_disconnected", "requestheaders", "request", "responseheaders", "response", "error",
+    )
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        for name in self.hook_names:
+            setattr(self, name, functools.partial(self._record, name))
+
+    def _record(self, name: str, argument: Any) -> None:
+        self.calls.append((name, argument))
+
+    def names(self, *only: str) -> list[str]:
+        """The names of the hooks received, in order; only those in C{only} if given."""
+        return [name for name, _ in self.calls if not only or name in only]

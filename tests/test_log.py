@@ -56,8 +56,9 @@ class BridgeTests(SynchronousTestCase):
         self.assertEqual(len(self.events), 1)
 
     def test_alert_level(self) -> None:
-        """C{ALERT} is mitmproxy's level, just above INFO, with its name registered."""
-        self.assertEqual(ALERT, logging.INFO + 1)
+        """C{ALERT} is a level above WARNING (SPEC §3), with its name registered."""
+        self.assertGreater(ALERT, logging.WARNING)
+        self.assertLess(ALERT, logging.ERROR)
         self.assertEqual(logging.getLevelName(ALERT), "ALERT")
 
 

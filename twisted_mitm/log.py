@@ -11,10 +11,11 @@ import sys
 
 from twisted.logger import Logger, LogLevel
 
-ALERT = logging.INFO + 1
+ALERT = logging.WARNING + 5
 """
-mitmproxy's ALERT level: as urgent as info, but meant to catch the user's eye, so it is
-logged at twisted.logger's C{warn} level.
+The ALERT level, above WARNING (SPEC §3): for messages meant to catch the user's eye.
+mitmproxy puts it just above INFO; scripts only log with it, so the number differs
+harmlessly, and here an alert is never filtered out where warnings are shown.
 """
 logging.addLevelName(ALERT, "ALERT")
 
@@ -25,7 +26,7 @@ def twisted_level(levelno: int) -> LogLevel:
         return LogLevel.critical
     if levelno >= logging.ERROR:
         return LogLevel.error
-    if levelno >= ALERT:
+    if levelno >= logging.WARNING:
         return LogLevel.warn
     if levelno >= logging.INFO:
         return LogLevel.info

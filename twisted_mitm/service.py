@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from twisted_mitm.certs import CertStore
@@ -49,9 +49,11 @@ class MitmService(Service):
         self.master.addons.trigger(RunningHook())
 
     def stopService(self) -> Deferred[None]:
+        """Stop listening, then run the addons' C{done} hooks (once)."""
         super().stopService()
-        stopped: Deferred[None] = self.port.stopListening() if self.port is not None else Deferred()
-        if self.port is None:
-            stopped.callback(None)
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        stopped: Deferred[None] = maybeDeferred(port.stopListening)
         stopped.addCallback(lambda _: self.master.addons.trigger(DoneHook()))
         return stopped

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from twisted.python import usage
 
 from twisted_mitm.addonmanager import load_script
-from twisted_mitm.addons.flowlog import FlowLog
+from twisted_mitm.addons.defaults import default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.log import install_logging_bridge
@@ -137,7 +137,7 @@ class Options(usage.Options):
         from twisted.internet import reactor
 
         master = Master(self.registry, shutdown=lambda: reactor.callLater(0, reactor.stop))
-        master.addons.add(FlowLog())
+        master.addons.add(*default_addons())
         for path in self.registry.scripts:
             master.addons.add(load_script(path))
         self.registry.process_deferred()
