@@ -196,10 +196,11 @@ class TCPRelay(Protocol):
             other.loseConnection()
         if self.flow is not None:
             self.flow.live = False
-            if not reason.check(net_error.ConnectionDone):
+            if reason.check(net_error.ConnectionDone):
+                self.context.addons.trigger(TcpEndHook(self.flow))
+            else:
                 self.flow.error = Error(reason.getErrorMessage())
                 self.context.addons.trigger(TcpErrorHook(self.flow))
-            self.context.addons.trigger(TcpEndHook(self.flow))
 
     def _close_both(self) -> None:
         for transport in (self.transport, self._server_transport):
