@@ -10,6 +10,7 @@ status 2; twistd by itself would print its whole help and exit 0.
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import Any, NoReturn
 
 from twisted.python import usage
@@ -42,10 +43,10 @@ def fail(message: str) -> NoReturn:
 
 def _describe_options() -> str:
     registry = default_options()
-    lines = ["Options (set with --set NAME=VALUE; SIZE is like 512k, 3m, 1g):", ""]
+    lines = ["Options (set with --set NAME=VALUE; SIZE is like 512k, 3m, 1g):"]
     for name in sorted(registry.keys()):
         lines.append(f"  {name} ({registry.typespec_name(name)}, default: {registry.default(name)!r})")
-        lines.append(f"      {registry.help(name)}")
+        lines.append(textwrap.fill(registry.help(name), 79, initial_indent="      ", subsequent_indent="      "))
     return "\n".join(lines)
 
 
@@ -54,8 +55,8 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "An intercepting HTTP/HTTPS/WebSocket proxy that streams bodies of any size.\n"
-        "Point clients at http://LISTEN_HOST:LISTEN_PORT as their HTTP and HTTPS proxy.\n\n" + _describe_options()
+        "An intercepting HTTP/HTTPS/WebSocket proxy that streams bodies of any size. "
+        "Point clients at http://LISTEN_HOST:LISTEN_PORT as their HTTP and HTTPS proxy."
     )
 
     optParameters = [
@@ -95,6 +96,10 @@ class Options(usage.Options):
     def opt_allow_hosts(self, regex: str) -> None:
         """Intercept only CONNECTs whose host:port matches REGEX (repeatable)."""
         self["allow_hosts"].append(regex)
+
+    def getUsage(self, width: int | None = None) -> str:
+        """Twisted's flag list, then every option (not re-wrapped, so it stays a list)."""
+        return super().getUsage(width) + "\n" + _describe_options() + "\n"
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Parse, turning any mistake into one line and exit status 2."""
