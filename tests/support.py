@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from tests.test_certs import make_ca
 from twisted_mitm.addonmanager import load_script
@@ -169,7 +169,7 @@ def start_raw_origin(
 
     def close_connections() -> None:
         for connection in origin.connections:
-            if connection.transport is not None:
+            if connection.transport is not None and connection not in origin.lost:
                 connection.transport.abortConnection()
 
     test.addCleanup(close_connections)
@@ -184,11 +184,18 @@ class OriginCertificate:
     cert: x509.Certificate
 
     def options(self) -> CertificateOptions:
-        """Server-side TLS options presenting this certificate."""
+        """Server-side TLS options presenting this certificate and selecting http/1.1 by ALPN.
+
+        The ALPN protocol is explicit because Twisted's server fails the handshake with
+        an internal error when a client offers ALPN and the server lists no protocols.
+        """
         key_pem = self.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
         )
-        return PrivateCertificate.loadPEM(self.cert.public_bytes(serialization.Encoding.PEM) + key_pem).options()
+        private = PrivateCertificate.loadPEM(self.cert.public_bytes(serialization.Encoding.PEM) + key_pem)
+        return CertificateOptions(
+            privateKey=private.privateKey.original, certificate=private.original, acceptableProtocols=[b"http/1.1"]
+        )
 
 
 @functools.cache
@@ -231,8 +238,12 @@ def origin_certificate(*names: str) -> OriginCertificate:
     return OriginCertificate(key, cert)
 
 
+@implementer(IHalfCloseableProtocol)
 class _Echo(Protocol):
-    """Sends back what it reads; a client that reads slowly pauses its reading (backpressure)."""
+    """Sends back what it reads; a client that reads slowly pauses its reading (backpressure).
+
+    At the client's FIN it closes once everything read has been sent back.
+    """
 
     def __init__(self, origin: EchoOrigin) -> None:
         self.origin = origin
@@ -244,6 +255,12 @@ class _Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.origin.received.append(data)
         self.transport.write(data)
+
+    def readConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Nothing to do: the echo ends when the client does."""
 
 
 @dataclass
@@ -297,48 +314,6 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what
         if reactor.seconds() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await deferLater(reactor, 0.01, lambda: None)
-
-
-class RawClient(Protocol):
-    """A client that writes raw bytes and records what it receives and when the connection ends.
-
-    @ivar keep: whether to keep the received bytes (else only count them).
-    """
-
-    def __init__(self, keep: bool = True) -> None:
-        self.keep = keep
-        self.received = bytearray()
-        self.count = 0
-        self.lost: Failure | None = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.count += len(data)
-        if self.keep:
-            self.received += data
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.lost = reason
-
-    def pause_reading(self) -> None:
-        """Stop reading from the socket (a stalled reader)."""
-        self.transport.pauseProducing()
-
-    def resume_reading(self) -> None:
-        """Read from the socket again."""
-        self.transport.resumeProducing()
-
-
-async def connect_raw(test: TestCase, port: int, client: RawClient | None = None) -> RawClient:
-    """Connect a L{RawClient} to 127.0.0.1:C{port}; it is aborted when the test ends."""
-    protocol = client if client is not None else RawClient()
-    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), protocol)
-
-    def close() -> None:
-        if protocol.lost is None:
-            protocol.transport.abortConnection()
-
-    test.addCleanup(close)
-    return protocol
 
 
 class _BodyReadingOrigin(_ScriptedOrigin):

@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.scripts.twistd import run
 
     arguments = sys.argv[1:] if argv is None else argv
-    sys.argv = ["twistd", "-n", "mitm", *arguments]
+    sys.argv = ["twistd", "--nodaemon", "--pidfile=", "mitm", *arguments]
     run()
 
 

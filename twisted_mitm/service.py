@@ -7,10 +7,12 @@ passes it on to everything below.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_mitm.certs import CertStore
@@ -38,7 +40,10 @@ class MitmService(Service):
         super().startService()
         options = self.master.options
         factory = ClientSideFactory(self.context)
-        self.port = self.reactor.listenTCP(options.listen_port, factory, interface=options.listen_host)
+        try:
+            self.port = self.reactor.listenTCP(options.listen_port, factory, interface=options.listen_host)
+        except CannotListenError as error:
+            self._cannot_listen(error)
         address = self.port.getHost()
         self._log.info(
             "twisted_mitm listening on {host}:{port}; CA certificate for clients to trust: {ca}",
@@ -47,6 +52,19 @@ class MitmService(Service):
             ca=self.context.certstore.ca_cert_path if self.context.certstore else "-",
         )
         self.master.addons.trigger(RunningHook())
+
+    def _cannot_listen(self, error: CannotListenError) -> NoReturn:
+        """Stop start-up with one line (on the real stderr and in the log), no traceback.
+
+        twistd has redirected C{sys.stderr} into the log by now, hence C{sys.__stderr__}.
+        """
+        reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+        message = f"cannot listen on {error.interface or '*'}:{error.port}: {reason}"
+        self._log.critical("{message}", message=message)
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(f"twisted_mitm: error: {message}\n")
+            sys.__stderr__.flush()
+        raise SystemExit(1)
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then run the addons' C{done} hooks (once)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, IProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,7 +39,7 @@ from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump
 from twisted_mitm.proxy.serverside import ServerSideProtocol, UpstreamKey, connect_upstream
-from twisted_mitm.proxy.tls import upstream_creator
+from twisted_mitm.proxy.tls import log_client_tls_failure, upstream_creator
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 TunnelTarget = tuple[bytes, str, int]
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class ClientSideProtocol(Protocol):
     """One client connection, or the HTTP inside one of its CONNECT tunnels.
 
@@ -99,9 +99,20 @@ class ClientSideProtocol(Protocol):
         """The client will read nothing more; the connection ends with its exchange."""
         self._closing = True
 
+    def handshakeCompleted(self) -> None:
+        """TLS with the client is up (inside an intercepted tunnel): record what was agreed."""
+        assert self.client is not None
+        connection = self.transport.getHandle()
+        self.client.tls_established = True
+        self.client.tls_version = connection.get_protocol_version_name()
+        self.client.alpn = connection.get_alpn_proto_negotiated() or None
+
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self._closing = True
         self._cancel_timer()
+        if self.tunnel_target is not None and self.tunnel_target[0] == b"https" and self.client is not None and not self.client.tls_established:
+            ca_path = self.context.certstore.ca_cert_path if self.context.certstore else None
+            log_client_tls_failure(_address(self.client), self.tunnel_target[1], reason, ca_path)
         if self._tunnel is not None:
             self._tunnel.connectionLost(reason)
         exchange, self._exchange = self._exchange, None
@@ -278,13 +289,23 @@ class ClientSideProtocol(Protocol):
         self.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         from twisted_mitm.proxy.tunnel import Tunnel
 
-        self._tunnel = Tunnel(self.context, self, flow)
+        self.switch_protocols(Tunnel(self.context, self, flow))
+
+    def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: ServerSideProtocol | None = None) -> None:
+        """Hand the connection to C{protocol}: it left HTTP/1 (CONNECT tunnel, WebSocket).
+
+        C{protocol} gets C{replay}, then the bytes read past the last request, then all
+        that follows. C{upstream}, if given, goes with it: this protocol no longer closes it.
+        """
+        if upstream is not None and upstream is self._server:
+            self._server = None
+        self._tunnel = protocol
         self.pump.hold(Hold.SWITCHED)
         self.pump.detach()
-        buffered = self.pump.reader.take_buffered()
-        self._tunnel.makeConnection(self.transport)
-        if buffered:
-            self._tunnel.dataReceived(buffered)
+        data = replay + self.pump.reader.take_buffered()
+        protocol.makeConnection(self.transport)
+        if data:
+            protocol.dataReceived(data)
 
     # Timeouts and hooks.
 

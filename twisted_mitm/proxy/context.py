@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted_mitm.options import Options, parse_size
+from twisted_mitm.proxy.wsrelay import WebSocketRelays
 
 if TYPE_CHECKING:
     from twisted_mitm.addonmanager import AddonManager
@@ -40,6 +41,8 @@ class ProxySettings:
     allow_hosts: tuple[re.Pattern[str], ...]
     show_ignored_hosts: bool
     stream_websockets: bool
+    websocket_max_message_size: int
+    websocket_max_stored_bytes: int
     connect_timeout: float | None
     response_timeout: float | None
     idle_timeout: float | None
@@ -56,6 +59,8 @@ class ProxySettings:
             allow_hosts=tuple(re.compile(pattern, re.IGNORECASE) for pattern in options.allow_hosts),
             show_ignored_hosts=options.show_ignored_hosts,
             stream_websockets=options.stream_websockets,
+            websocket_max_message_size=parse_size(options.websocket_max_message_size),
+            websocket_max_stored_bytes=parse_size(options.websocket_max_stored_bytes),
             connect_timeout=_seconds(options.upstream_connect_timeout),
             response_timeout=_seconds(options.upstream_read_timeout),
             idle_timeout=_seconds(options.connection_idle_timeout),
@@ -82,6 +87,8 @@ class ProxyContext:
         self.certstore = certstore
         self.settings = ProxySettings.from_options(master.options)
         master.options.subscribe(self._options_changed)
+        self.websockets = WebSocketRelays()
+        master.commands.add("inject.websocket", self.websockets.inject)
 
     @property
     def addons(self) -> AddonManager:

@@ -32,6 +32,7 @@ from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, Hold
 from twisted_mitm.proxy.serverside import ServerSideProtocol
 from twisted_mitm.proxy.transform import make_transform
+from twisted_mitm.proxy.wsrelay import WebSocketRelay, is_websocket_upgrade
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.clientside import ClientSideProtocol
@@ -70,8 +71,10 @@ class Exchange:
         self._close_client = False
         self._response_timer: Any = None
         self._relay_continue = False
+        self._retried = False
         self._request_pipe: BodyPipe | None = None
         self._response_pipe: BodyPipe | None = None
+        self._websocket: WebSocketRelay | None = None
         flow.on_kill = self._killed
 
     # The request.
@@ -87,7 +90,7 @@ class Exchange:
         if self.flow.response is not None:
             self.client_side.read_request_body(DiscardSink(self._request_body_read))
             self._send_buffered_response()
-        elif request.stream:
+        elif request.stream and self._request_framing.kind is not http1.FramingKind.NONE:
             self._stream_request([])
         else:
             self._buffer_request()
@@ -126,12 +129,16 @@ class Exchange:
     def _send_buffered_request(self, server: ServerSideProtocol) -> None:
         request = self.flow.request
         headers, body = framing.buffered_request(request)
+        if is_websocket_upgrade(request):
+            self._websocket = WebSocketRelay(self.context, self.flow)
+            headers = self._websocket.upstream_headers(headers, server)
         server.send_request(request.data.method, self._request_head(headers), self)
         server.transport.writeSequence(body)
         self._start_response_timer()
 
     def _stream_request(self, buffered: list[http1.Data]) -> None:
         self.client_side.pump.hold(Hold.DECIDING)
+        self.flow.request.stream = self.flow.request.stream or True
         self._relay_continue = framing.expects_continue(self.flow.request.headers)
         self._connect(self._send_streamed_request, buffered)
 
@@ -241,6 +248,9 @@ class Exchange:
             return
         response = self.flow.response
         assert response is not None
+        if self._websocket is not None and response.status_code == 101:
+            self._switch_to_websocket(self._websocket)
+            return
         headers, body = framing.buffered_response(response, self._client_version(), self._response_has_body())
         self._close_client = self._close_client or framing.closes(headers)
         self.client_side.write_sequence([self._response_head(headers), *body])
@@ -248,10 +258,22 @@ class Exchange:
         self._response_sent = True
         self._maybe_finish()
 
+    def _switch_to_websocket(self, relay: WebSocketRelay) -> None:
+        """The server accepted the upgrade: both connections now belong to the WebSocket relay."""
+        try:
+            relay.start(self.client_side)
+        except ProtocolError as error:
+            self._fail(error)
+            return
+        self._done = True
+        self._response_started = self._response_sent = True
+        self._stop_response_timer()
+
     def _stream_response(self, buffered: list[http1.Data]) -> None:
         assert self.server is not None and self.flow.response is not None
         response = self.flow.response
         self.server.pump.hold(Hold.DECIDING)
+        response.stream = response.stream or True
         transform = make_transform(response.stream, self.context.reactor)
         headers, make_writer, close = framing.streamed_response(
             response.headers, self._response_framing, transform is not None, self._client_version()
@@ -290,7 +312,25 @@ class Exchange:
 
     def server_failed(self, error: ProtocolError) -> None:
         """The server broke the protocol or went away before the response was complete."""
+        if self._may_retry():
+            self._retried = True
+            self._connect(self._send_buffered_request)
+            return
         self._fail(error)
+
+    def _may_retry(self) -> bool:
+        """Whether a reused connection closed before any response (the server timed it out
+        meanwhile), so a buffered request can be sent once more on a fresh one."""
+        server = self.server
+        return (
+            not self._retried
+            and server is not None
+            and not server.connected
+            and server.requests_sent > 1
+            and self.flow.response is None
+            and self._request_read
+            and self._request_pipe is None
+        )
 
     # Shared decisions.
 
@@ -331,7 +371,10 @@ class Exchange:
             self._fail(ProtocolError(502, f"response body exceeds body_size_limit ({limit} bytes)"))
 
     def _response_has_body(self) -> bool:
-        return self._response_framing is not None and self._response_framing.kind is not http1.FramingKind.NONE
+        """Whether the response as it is now carries a body (RFC 9112 §6.3), even if a hook replaced it."""
+        assert self.flow.response is not None
+        status = self.flow.response.status_code
+        return self.flow.request.data.method != b"HEAD" and status >= 200 and status not in (204, 304)
 
     def _client_version(self) -> bytes:
         return self.flow.request.data.http_version

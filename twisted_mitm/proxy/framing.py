@@ -65,14 +65,14 @@ def _outgoing(headers: Headers) -> Headers:
 def _set_length(headers: Headers, length: int) -> None:
     if "transfer-encoding" in headers:
         del headers["transfer-encoding"]
-    headers["content-length"] = str(length)
+    headers["Content-Length"] = str(length)
 
 
 def _set_chunked(headers: Headers) -> None:
     if "content-length" in headers:
         del headers["content-length"]
     if not _is_chunked(headers):
-        headers["transfer-encoding"] = "chunked"
+        headers["Transfer-Encoding"] = "chunked"
 
 
 def _one_chunk(body: bytes, trailers: Headers | None) -> list[bytes]:

@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.test_passthrough -*-
 """A raw TCP relay for CONNECT tunnels that are not intercepted, with optional TCP flows.
 
-The relay is Twisted's port-forward idiom done fully: each leg's transport is registered
-as the other leg's streaming producer, so a slow reader on one side pauses the socket
-on the other, in both directions; a half-close travels across; and a full close of
-either leg closes the other. When the tunnel is shown to scripts (raw TCP that is
+The relay is Twisted's port-forward idiom done fully: each leg's reading (a L{_Valve}
+around its transport) is registered as the other leg's streaming producer, so a slow
+reader on one side pauses the socket on the other, in both directions; a half-close
+travels across, and the relay closes both legs once both directions have ended; and a
+full close of either leg closes the other. When the tunnel is shown to scripts (raw TCP that is
 neither TLS nor HTTP, or an ignored host with C{show_ignored_hosts}), every chunk
 becomes a L{TCPMessage} and passes through the C{tcp_message} hook, which may change it,
 before it goes on; the source is paused while the hook runs, so order and backpressure
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
-from twisted.internet.interfaces import IHalfCloseableProtocol, ITransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,6 +58,41 @@ class _UpstreamLeg(Protocol):
         self.relay.leg_lost(reason, from_client=False)
 
 
+@implementer(IPushProducer)
+class _Valve:
+    """Reading on one leg, paused while any reason to pause it holds.
+
+    The reasons: the other leg's write buffer is full (the other transport calls
+    C{pauseProducing}/C{resumeProducing}: the valve is its streaming producer), a chunk
+    from this leg waits for its C{tcp_message} hook, or the other leg is still connecting.
+    One reason ending must not resume a leg that another reason still holds.
+    """
+
+    def __init__(self, transport: ITransport) -> None:
+        self.transport = transport
+        self._reasons: set[str] = set()
+
+    def hold(self, reason: str) -> None:
+        if not self._reasons:
+            self.transport.pauseProducing()
+        self._reasons.add(reason)
+
+    def release(self, reason: str) -> None:
+        if reason in self._reasons:
+            self._reasons.remove(reason)
+            if not self._reasons:
+                self.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.hold("consumer")
+
+    def resumeProducing(self) -> None:
+        self.release("consumer")
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+
 @implementer(IHalfCloseableProtocol)
 class TCPRelay(Protocol):
     """Relays a tunnel's bytes to C{host:port} untouched, or as a TCP flow with hooks.
@@ -82,12 +118,18 @@ class TCPRelay(Protocol):
         self._server_transport: ITransport | None = None
         self._early: list[bytes] = []
         self._client_eof = False
+        # Which sides sent a FIN, and which of those FINs went on (after that side's data).
+        self._fin_received: set[bool] = set()
+        self._fin_sent: set[bool] = set()
         self._closed = False
         self._queue: list[tuple[bytes, bool]] = []
         self._hook_running = False
+        # Each leg's reading, by from_client: True is the client's, False the server's.
+        self._valves: dict[bool, _Valve] = {}
 
     def connectionMade(self) -> None:
-        self.transport.pauseProducing()
+        self._valves[True] = _Valve(self.transport)
+        self._valves[True].hold("connecting")
         if self.flow is not None:
             self.flow.on_kill = self._close_both
         timeout = self.context.settings.connect_timeout or UNLIMITED
@@ -111,8 +153,9 @@ class TCPRelay(Protocol):
         if self._closed:
             transport.loseConnection()
             return
-        self.transport.registerProducer(transport, True)
-        transport.registerProducer(self.transport, True)
+        self._valves[False] = _Valve(transport)
+        self.transport.registerProducer(self._valves[False], True)
+        transport.registerProducer(self._valves[True], True)
         started = self.context.addons.trigger(TcpStartHook(self.flow)) if self.flow is not None else None
         if started is not None:
             started.addCallback(lambda _: self._flush_early())
@@ -125,7 +168,7 @@ class TCPRelay(Protocol):
             self.relay_data(data, from_client=True)
         if self._client_eof:
             self.half_closed(from_client=True)
-        self.transport.resumeProducing()
+        self._valves[True].release("connecting")
 
     def dataReceived(self, data: bytes) -> None:
         if self._server_transport is None:
@@ -150,12 +193,14 @@ class TCPRelay(Protocol):
             self._destination(from_client).write(data)
             return
         self._queue.append((data, from_client))
+        self._valves[from_client].hold("hook")
         if not self._hook_running:
             self._next_message()
 
     def _next_message(self) -> None:
         if not self._queue or self._closed:
             self._hook_running = False
+            self._pass_fins()
             return
         assert self.flow is not None
         data, from_client = self._queue.pop(0)
@@ -163,7 +208,6 @@ class TCPRelay(Protocol):
         self.flow.messages.append(message)
         del self.flow.messages[: -self.max_kept_messages]
         self._hook_running = True
-        self._source(from_client).pauseProducing()
         triggered = self.context.addons.trigger(TcpMessageHook(self.flow))
         triggered.addCallback(lambda _: self._message_done(message))
 
@@ -172,19 +216,37 @@ class TCPRelay(Protocol):
             return
         if message.content:
             self._destination(message.from_client).write(message.content)
-        self._source(message.from_client).resumeProducing()
+        if not any(from_client == message.from_client for _, from_client in self._queue):
+            self._valves[message.from_client].release("hook")
         self._next_message()
 
     def half_closed(self, from_client: bool) -> None:
-        """One side sent its FIN: pass it on."""
+        """One side sent its FIN: pass it on after that side's data."""
         if from_client and self._server_transport is None:
             self._client_eof = True
             return
-        destination = self._destination(from_client)
-        if hasattr(destination, "loseWriteConnection"):
-            destination.loseWriteConnection()
-        else:
-            destination.loseConnection()
+        self._fin_received.add(from_client)
+        self._pass_fins()
+
+    def _pass_fins(self) -> None:
+        """Pass on the FINs received, unless a message is still in a hook; close once both went.
+
+        A half-closed socket is no longer read, so the relay itself must close both legs
+        when both directions have ended, or neither would ever see the connection go.
+        """
+        if self._hook_running or self._closed:
+            return
+        for from_client in self._fin_received - self._fin_sent:
+            self._fin_sent.add(from_client)
+            destination = self._destination(from_client)
+            if hasattr(destination, "loseWriteConnection"):
+                destination.loseWriteConnection()
+            else:
+                destination.loseConnection()
+        if len(self._fin_sent) == 2:
+            for transport in (self.transport, self._server_transport):
+                if transport is not None:
+                    transport.loseConnection()
 
     def leg_lost(self, reason: Failure, from_client: bool) -> None:
         """One leg is gone: close the other and end the flow."""
@@ -211,6 +273,3 @@ class TCPRelay(Protocol):
         transport = self._server_transport if from_client else self.transport
         assert transport is not None
         return transport
-
-    def _source(self, from_client: bool) -> ITransport:
-        return self._destination(not from_client)

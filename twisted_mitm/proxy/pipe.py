@@ -320,11 +320,14 @@ class CloseDelimitedWriter:
 class Transform(Protocol):
     """A C{.stream} callable, adapted: bytes in, bytes out, with flow control.
 
-    C{start} gives it where its output goes and how to say that its input backlog is
-    full (C{set_backlogged(True)}) or drained again (C{set_backlogged(False)}).
+    C{start} gives it where its output goes, how to say that its input backlog is
+    full (C{set_backlogged(True)}) or drained again (C{set_backlogged(False)}), and how to
+    fail the body at any time (a transform running on its own may break before the end).
     """
 
-    def start(self, emit: Callable[[bytes], None], set_backlogged: Callable[[bool], None]) -> None: ...
+    def start(
+        self, emit: Callable[[bytes], None], set_backlogged: Callable[[bool], None], failed: Callable[[Failure], None]
+    ) -> None: ...
     def feed(self, data: bytes) -> None: ...
     def end(self, done: Callable[[], None], failed: Callable[[Failure], None]) -> None: ...
     def pause_output(self) -> None: ...
@@ -365,7 +368,7 @@ class BodyPipe:
         self._source_paused = False
         writer.transport.registerProducer(self, True)
         if transform is not None:
-            transform.start(self._write_transformed, self._set_transform_backlogged)
+            transform.start(self._write_transformed, self._set_transform_backlogged, self._fail)
 
     def write(self, piece: http1.Data) -> None:
         """Forward one piece read from the source."""

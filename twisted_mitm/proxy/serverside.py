@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
-from twisted.internet.interfaces import IHandshakeListener, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener, IProtocol, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -51,6 +51,7 @@ class ServerSideProtocol(Protocol):
     @ivar receiver: the exchange waiting for a response on this connection, if any.
     @ivar body_sink: where the body of the response being read goes.
     @ivar reusable: C{False} once this connection cannot carry another request.
+    @ivar requests_sent: how many requests this connection has carried (more than one: reused).
     @ivar ready: fires when requests can be written (after TLS if any), or fails.
     @ivar lost: fires when the connection is gone.
     """
@@ -63,12 +64,14 @@ class ServerSideProtocol(Protocol):
         self.receiver: ResponseReceiver | None = None
         self.body_sink: BodySink | None = None
         self.reusable = True
+        self.requests_sent = 0
         self.connected = False
         self.ready: Deferred[ServerSideProtocol] = Deferred()
         self.lost: Deferred[None] = Deferred()
         self._reactor = reactor
         self._tls = tls
         self._interim = False
+        self._switched: IProtocol | None = None
         self.pump = ReaderPump(http1.ResponseReader(), self._event_received, self._protocol_error)
         self.pump.on_stop = self.abort
 
@@ -91,6 +94,9 @@ class ServerSideProtocol(Protocol):
         self.ready.callback(self)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._switched is not None:
+            self._switched.dataReceived(data)
+            return
         self.pump.data_received(data)
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
@@ -100,9 +106,12 @@ class ServerSideProtocol(Protocol):
         if not self.ready.called:
             self.ready.errback(reason)
         else:
+            # The reader decides what the end means (a complete read-until-close body, a
+            # truncated one, no response at all) once the pump gets to the bytes still
+            # buffered: a response that is complete is never failed for a prompt close.
             self.pump.eof_received()
-            if self.receiver is not None:
-                self._fail_receiver(ProtocolError(502, "the server closed the connection before the response was complete"))
+        if self._switched is not None:
+            self._switched.connectionLost(reason)
         self.lost.callback(None)
 
     # Used by the exchange.
@@ -110,6 +119,7 @@ class ServerSideProtocol(Protocol):
     def send_request(self, method: bytes, head: bytes, receiver: ResponseReceiver) -> None:
         """Write a request head and expect its response."""
         self.receiver = receiver
+        self.requests_sent += 1
         self.pump.reader.expect_response(method)
         self.transport.write(head)
 
@@ -126,6 +136,15 @@ class ServerSideProtocol(Protocol):
             self.pump.release(Hold.EXCHANGE)
         else:
             self.close()
+
+    def switch_to(self, protocol: IProtocol, head: bytes) -> None:
+        """Hand the connection to C{protocol}, which is already connected (it left HTTP/1 after
+        a 101): it gets C{head}, the bytes read past it, then everything that follows."""
+        self.reusable = False
+        self._switched = protocol
+        self.pump.hold(Hold.SWITCHED)
+        self.pump.detach()
+        protocol.dataReceived(head + self.pump.reader.take_buffered())
 
     def close(self) -> None:
         """Close cleanly (after pending writes)."""
@@ -165,10 +184,12 @@ class ServerSideProtocol(Protocol):
             self.reusable = False
         sink, receiver = self.body_sink, self.receiver
         self.pump.hold(Hold.EXCHANGE)
-        if sink is not None:
-            sink.finish(trailers)
+        # Release this connection before the sink ends the exchange: finishing may start
+        # the client's next request on it, which must not be released with this one.
         if receiver is not None:
             receiver.response_complete()
+        if sink is not None:
+            sink.finish(trailers)
 
     def _protocol_error(self, error: ProtocolError) -> None:
         self.reusable = False
@@ -219,13 +240,25 @@ def connect_upstream(
         endpoint = wrapClientTLS(tls_creator, endpoint)
     protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
     server.timestamp_start = time.time()
-    connecting = connectProtocol(endpoint, protocol)
+    connecting = endpoint.connect(_OneShotFactory(protocol))
     connecting.addCallback(lambda connected: connected.ready)
     if timeout is not None:
         timer = reactor.callLater(timeout, connecting.cancel)
         connecting.addBoth(_cancel_timer, timer)
-    connecting.addErrback(_connect_failure, host, port)
+    connecting.addErrback(_connect_failure, host, port, tls_creator is not None)
     return connecting
+
+
+class _OneShotFactory(Factory):
+    """Hands the endpoint one prepared protocol; quiet, unlike C{connectProtocol}'s, since every upstream connection has one."""
+
+    noisy = False
+
+    def __init__(self, protocol: ServerSideProtocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: object) -> ServerSideProtocol:
+        return self._protocol
 
 
 #: What "no limit" means for a connect timeout: Twisted's endpoints need a number.
@@ -238,16 +271,18 @@ def _cancel_timer(result: object, timer: Any) -> object:
     return result
 
 
-def _connect_failure(reason: Failure, host: str, port: int) -> Failure:
+def _connect_failure(reason: Failure, host: str, port: int, tls: bool) -> Failure:
     where = f"{host}:{port}"
     if reason.check(net_error.DNSLookupError):
         raise ProtocolError(502, f"cannot resolve host {host!r}")
     if reason.check(net_error.ConnectionRefusedError):
         raise ProtocolError(502, f"connection refused by {where}")
-    if reason.check(net_error.TimeoutError, net_error.UserError, CancelledError):
+    if reason.check(net_error.TimeoutError, net_error.UserError, net_error.ConnectingCancelledError, CancelledError):
         raise ProtocolError(504, f"timed out connecting to {where}")
     if reason.check(net_error.ConnectError):
         raise ProtocolError(502, f"cannot connect to {where}: {reason.getErrorMessage()}")
+    if not tls:
+        raise ProtocolError(502, f"connecting to {where} failed: {reason.getErrorMessage()}")
     if reason.check(net_error.ConnectionDone, net_error.ConnectionLost):
         raise ProtocolError(502, f"{where} closed the connection during the TLS handshake")
     raise ProtocolError(502, f"TLS with {where} failed: {describe_tls_failure(reason)}")

@@ -250,6 +250,26 @@ def describe_tls_failure(reason: Failure | BaseException) -> str:
     return f"TLS handshake failed: {error or type(error).__name__}"
 
 
+# What OpenSSL calls the alerts a client sends when it does not accept a certificate.
+_CERTIFICATE_ALERTS = ("unknown ca", "bad certificate", "certificate unknown", "unsupported certificate")
+
+
+def log_client_tls_failure(client: str, host: str, reason: Failure, ca_path: object) -> None:
+    """Log one line for a client that did not complete TLS with the proxy.
+
+    A client that refused the proxy's certificate is told which CA file to trust; a client
+    refused for its ALPN offer was already logged when the offer was refused.
+    """
+    if reason.check(NoCommonProtocol):
+        return
+    description = describe_tls_failure(reason)
+    if any(alert in description for alert in _CERTIFICATE_ALERTS):
+        what = "the client rejected the proxy's certificate for {host} ({reason}); make it trust"
+    else:
+        what = "the client did not complete TLS for {host} ({reason}); if it rejected the proxy's certificate, make it trust"
+    log.warn("{client}: " + what + " the CA in {ca}", client=client, host=host, reason=description, ca=ca_path)
+
+
 def _openssl_reasons(error: SSL.Error) -> str:
     """The reason strings from pyOpenSSL's C{[(lib, func, reason), ...]} error list."""
     stack = error.args[0] if error.args else None

@@ -52,7 +52,9 @@ class ChunkFunctionTransform:
         self._func = func
         self._emit: Callable[[bytes], None] = lambda data: None
 
-    def start(self, emit: Callable[[bytes], None], set_backlogged: Callable[[bool], None]) -> None:
+    def start(
+        self, emit: Callable[[bytes], None], set_backlogged: Callable[[bool], None], failed: Callable[[Failure], None]
+    ) -> None:
         self._emit = emit
 
     def feed(self, data: bytes) -> None:
@@ -94,6 +96,10 @@ class GeneratorTransform:
     hands each chunk to the reactor and holds a credit for it; credits come back only
     while the destination is not full, so at most C{max_in_flight} chunks are ever
     waiting on either side.
+
+    The generator may also stop before its input ends (the rest of the input is then
+    dropped and the body ends with the input) or raise at any time (the body fails at
+    once, without waiting for the input's end).
     """
 
     max_backlog = 8
@@ -109,17 +115,25 @@ class GeneratorTransform:
         self._output_paused = False
         self._credits_owed = 0
         self._cancelled = False
+        #: the generator has returned: input is dropped, the end is the input's end
+        self._exhausted = False
+        self._ended = False
         self._emit: Callable[[bytes], None] = lambda data: None
         self._set_backlogged: Callable[[bool], None] = lambda backlogged: None
         self._done: Callable[[], None] = lambda: None
         self._failed: Callable[[Failure], None] = lambda reason: None
 
-    def start(self, emit: Callable[[bytes], None], set_backlogged: Callable[[bool], None]) -> None:
+    def start(
+        self, emit: Callable[[bytes], None], set_backlogged: Callable[[bool], None], failed: Callable[[Failure], None]
+    ) -> None:
         self._emit = emit
         self._set_backlogged = set_backlogged
+        self._failed = failed
         threading.Thread(target=self._run, name="stream-transform", daemon=True).start()
 
     def feed(self, data: bytes) -> None:
+        if self._exhausted or self._cancelled:
+            return
         self._backlog += 1
         self._inbox.put(data)
         if self._backlog >= self.max_backlog and not self._backlogged:
@@ -127,9 +141,13 @@ class GeneratorTransform:
             self._set_backlogged(True)
 
     def end(self, done: Callable[[], None], failed: Callable[[Failure], None]) -> None:
+        self._ended = True
         self._done = done
         self._failed = failed
-        self._inbox.put(_END)
+        if self._exhausted:
+            done()
+        else:
+            self._inbox.put(_END)
 
     def pause_output(self) -> None:
         self._output_paused = True
@@ -166,10 +184,16 @@ class GeneratorTransform:
     def _finish(self, reason: Failure | None) -> None:
         if self._cancelled:
             return
-        if reason is None:
-            self._done()
-        else:
+        if reason is not None:
+            self._cancelled = True
             self._failed(reason)
+            return
+        self._exhausted = True
+        if self._ended:
+            self._done()
+        elif self._backlogged:
+            self._backlogged = False
+            self._set_backlogged(False)
 
     # The transform's own thread.
 

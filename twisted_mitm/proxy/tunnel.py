@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from twisted_mitm.http import HTTPFlow
 from twisted_mitm.proxy.passthrough import TCPRelay
-from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, describe_tls_failure, intercepting_server_creator, looks_like_tls, parse_client_hello
+from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.clientside import ClientSideProtocol
@@ -50,7 +50,6 @@ class Tunnel(Protocol):
         self.port = flow.request.port
         self._buffer = b""
         self._inner: IProtocol | None = None
-        self._intercepting_tls = False
 
     def connectionMade(self) -> None:
         settings = self.context.settings
@@ -78,15 +77,6 @@ class Tunnel(Protocol):
         """Nothing to do: the inner protocol ends the connection when it is done."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
-        if self._intercepting_tls and not self._client().tls_established:
-            self._log.warn(
-                "{client}: the client did not complete TLS for {host} ({reason}); "
-                "if it rejected our certificate, make it trust the CA in {ca}",
-                client="{}:{}".format(*self._client().peername[:2]),
-                host=self.host,
-                reason=describe_tls_failure(reason),
-                ca=self.context.certstore.ca_cert_path if self.context.certstore else "confdir",
-            )
         if self._inner is not None:
             self._inner.connectionLost(reason)
 
@@ -125,7 +115,6 @@ class Tunnel(Protocol):
 
         inner = ClientSideProtocol(self.context, client, (b"https", self.host, self.port))
         factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner))
-        self._intercepting_tls = True
         self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:

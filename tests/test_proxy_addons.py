@@ -1,0 +1,227 @@
+# -*- test-case-name: tests.test_proxy_addons -*-
+"""Addons and scripts driving live flows, and the flow log, over loopback (SPEC §3, §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import textwrap
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import TestCase
+
+from tests.support import (
+    HookRecorder,
+    curl,
+    echo_body,
+    reactor,
+    respond,
+    start_body_origin,
+    start_proxy,
+    start_raw_origin,
+)
+from twisted_mitm.http import HTTPFlow, Response
+from twisted_mitm.log import install_logging_bridge
+
+
+class _Hooks:
+    """An addon whose hooks are given as keyword functions."""
+
+    def __init__(self, **hooks: Any) -> None:
+        for name, function in hooks.items():
+            setattr(self, name, function)
+
+
+def texts(events: Any, namespace_prefix: str = "") -> list[str]:
+    """The formatted text of captured log events, optionally only from one namespace."""
+    return [formatEvent(event) for event in events if event.get("log_namespace", "").startswith(namespace_prefix)]
+
+
+class HookTests(TestCase):
+    """The HTTP hooks run in mitmproxy's order and can answer, kill and re-target flows."""
+
+    def write_script(self, source: str) -> str:
+        """Write a script file for this test and return its path."""
+        path = self.mktemp() + ".py"
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(source))
+        return path
+
+    async def test_hook_order(self) -> None:
+        """requestheaders, request, (server connect), responseheaders, response run in that order."""
+        recorder = HookRecorder()
+        origin = start_raw_origin(self, respond(200, b"ok"))
+        proxy = start_proxy(self, addons=[recorder])
+        await curl("-x", proxy.url, origin.url + "/")
+        names = recorder.names("requestheaders", "request", "server_connect", "server_connected", "responseheaders", "response")
+        self.assertEqual(names, ["requestheaders", "request", "server_connect", "server_connected", "responseheaders", "response"])
+
+    async def test_response_made_in_requestheaders(self) -> None:
+        """Setting flow.response in requestheaders answers the client; the origin is never contacted."""
+
+        def requestheaders(flow: HTTPFlow) -> None:
+            flow.response = Response.make(201, b"made early", {"X-Made": "yes"})
+
+        origin = start_raw_origin(self, respond(200, b"origin"))
+        proxy = start_proxy(self, addons=[_Hooks(requestheaders=requestheaders)])
+        out, err, code = await curl("-x", proxy.url, "-i", "--data-binary", "ignored body", origin.url + "/")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(out.startswith(b"HTTP/1.1 201 "), out)
+        self.assertIn(b"X-Made: yes", out)
+        self.assertTrue(out.endswith(b"\r\n\r\nmade early"), out)
+        self.assertEqual(origin.connections, [])
+
+    async def test_response_made_in_request(self) -> None:
+        """Setting flow.response in request answers with the hook's response; the hook saw the body."""
+        seen: list[bytes] = []
+
+        def request(flow: HTTPFlow) -> None:
+            seen.append(flow.request.content or b"")
+            flow.response = Response.make(200, b"made late")
+
+        origin = start_raw_origin(self, respond(200, b"origin"))
+        proxy = start_proxy(self, addons=[_Hooks(request=request)])
+        out, err, code = await curl("-x", proxy.url, "--data-binary", "the body", origin.url + "/")
+        self.assertEqual((code, out, seen), (0, b"made late", [b"the body"]), err)
+        self.assertEqual(origin.connections, [])
+
+    async def test_kill_drops_connection(self) -> None:
+        """flow.kill() in request drops the client connection without an answer; the origin sees nothing."""
+        recorder = HookRecorder()
+        origin = start_raw_origin(self, respond(200, b"origin"))
+        proxy = start_proxy(self, addons=[_Hooks(request=lambda flow: flow.kill()), recorder])
+        out, _, code = await curl("-x", proxy.url, origin.url + "/")
+        self.assertIn(code, (52, 56))  # empty reply / connection reset
+        self.assertEqual(out, b"")
+        self.assertEqual(origin.connections, [])
+
+    async def test_retarget_with_host_and_port(self) -> None:
+        """Setting flow.request.host and .port sends the request to that server instead."""
+        wrong = start_raw_origin(self, respond(200, b"wrong"))
+        right = start_raw_origin(self, respond(200, b"right"))
+
+        def request(flow: HTTPFlow) -> None:
+            flow.request.host = "127.0.0.1"
+            flow.request.port = right.port
+
+        proxy = start_proxy(self, addons=[_Hooks(request=request)])
+        out, err, code = await curl("-x", proxy.url, wrong.url + "/p")
+        self.assertEqual((code, out), (0, b"right"), err)
+        self.assertEqual(wrong.connections, [])
+        self.assertTrue(right.requests[0].startswith(b"GET /p HTTP/1.1\r\n"))
+
+    async def test_retarget_with_url(self) -> None:
+        """Setting flow.request.url sends the request to that URL's server and path."""
+        wrong = start_raw_origin(self, respond(200, b"wrong"))
+        right = start_raw_origin(self, respond(200, b"right"))
+
+        def requestheaders(flow: HTTPFlow) -> None:
+            flow.request.url = right.url + "/elsewhere?x=1"
+
+        proxy = start_proxy(self, addons=[_Hooks(requestheaders=requestheaders)])
+        out, err, code = await curl("-x", proxy.url, wrong.url + "/p")
+        self.assertEqual((code, out), (0, b"right"), err)
+        self.assertEqual(wrong.connections, [])
+        self.assertTrue(right.requests[0].startswith(b"GET /elsewhere?x=1 HTTP/1.1\r\n"))
+
+    async def test_async_hook_holds_only_its_flow(self) -> None:
+        """While an async hook awaits asyncio.sleep for one flow, another client's flow completes."""
+        entered: Deferred[None] = Deferred()
+
+        class Sleeper:
+            async def request(self, flow: HTTPFlow) -> None:
+                if flow.request.path == "/slow":
+                    entered.callback(None)
+                    await asyncio.sleep(1)
+                    flow.request.headers["X-Slept"] = "yes"
+
+        origin = start_raw_origin(self, lambda p, head: respond(200, b"slept" if b"X-Slept" in head else b"fast")(p, head))
+        proxy = start_proxy(self, addons=[Sleeper()])
+        slow = curl("-x", proxy.url, origin.url + "/slow")
+        await entered.addTimeout(10, reactor)
+        fast_out, _, _ = await curl("-x", proxy.url, origin.url + "/fast")
+        self.assertEqual(fast_out, b"fast")
+        self.assertFalse(slow.called)
+        slow_out, _, _ = await slow
+        self.assertEqual(slow_out, b"slept")
+
+    async def test_exception_in_hook_logged_and_flow_completes(self) -> None:
+        """A hook raising is logged with the script's file and line, and the flow still completes."""
+        script = self.write_script(
+            """
+            def request(flow):
+                flow.request.headers["X-Before"] = "1"
+                1 / 0
+            """
+        )
+        origin = start_raw_origin(self, respond(200, b"fine"))
+        proxy = start_proxy(self, scripts=[script])
+        with capturedLogs() as events:
+            out, err, code = await curl("-x", proxy.url, origin.url + "/")
+        self.assertEqual((code, out), (0, b"fine"), err)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(any(f"{script}:4: error in request hook" in text for text in texts(events)), texts(events))
+
+    async def test_stdlib_logging_reaches_log(self) -> None:
+        """stdlib logging.info from a script shows up in the proxy's log."""
+        handler = install_logging_bridge()
+        self.addCleanup(logging.getLogger().removeHandler, handler)
+        script = self.write_script(
+            """
+            import logging
+
+            def response(flow):
+                logging.info("script saw %s", flow.response.status_code)
+            """
+        )
+        origin = start_raw_origin(self, respond(203, b"x"))
+        proxy = start_proxy(self, scripts=[script])
+        with capturedLogs() as events:
+            await curl("-x", proxy.url, origin.url + "/")
+        self.assertIn("script saw 203", texts(events))
+
+    async def test_script_option_set_with_set(self) -> None:
+        """An option a script declares can be set with --set, and the script reads it via ctx.options."""
+        script = self.write_script(
+            """
+            from twisted_mitm import ctx, http
+
+            def load(loader):
+                loader.add_option(name="greeting", typespec=str, default="hello", help="What to answer.")
+
+            def request(flow):
+                flow.response = http.Response.make(200, ctx.options.greeting)
+            """
+        )
+        proxy = start_proxy(self, scripts=[script], options=["greeting=bonjour"])
+        out, err, code = await curl("-x", proxy.url, "http://127.0.0.1:1/")
+        self.assertEqual((code, out), (0, b"bonjour"), err)
+
+
+class FlowLogTests(TestCase):
+    """One log line per flow (SPEC §6)."""
+
+    async def test_one_line_per_flow(self) -> None:
+        """A completed flow logs one line with client address, method, URL, status and size, and no factory noise."""
+        origin = start_body_origin(self, echo_body)
+        proxy = start_proxy(self)
+        with capturedLogs() as events:
+            out, err, code = await curl("-x", proxy.url, "--data-binary", "x" * 2000, origin.url + "/log?q=1")
+        self.assertEqual(code, 0, err)
+        lines = texts(events, "twisted_mitm.addons.flowlog")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertRegex(lines[0], rf"^127\.0\.0\.1:\d+: POST http://127\.0\.0\.1:{origin.port}/log\?q=1 << 200 OK 2\.0k$")
+        self.assertEqual([text for text in texts(events) if "factory" in text.lower()], [])
+
+    async def test_flow_detail_zero_silences_but_errors_log(self) -> None:
+        """flow_detail=0 logs no line for a completed flow but still logs a failed one."""
+        origin = start_raw_origin(self, respond(200, b"ok"))
+        proxy = start_proxy(self, options=["flow_detail=0"])
+        with capturedLogs() as events:
+            await curl("-x", proxy.url, origin.url + "/quiet")
+            await curl("-x", proxy.url, "http://no-such-host.invalid/loud")
+        lines = texts(events, "twisted_mitm.addons.flowlog")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("GET http://no-such-host.invalid/loud << error: cannot resolve host", lines[0])

@@ -1,0 +1,147 @@
+"""What the proxy does with a CONNECT tunnel that carries no TLS, over loopback.
+
+Plain HTTP inside a tunnel is proxied as HTTP; other bytes become a TCP flow with the
+C{tcp_*} hooks (SPEC §3, §5). TLS inside a tunnel is covered by L{tests.test_tls_proxy}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tests.support import curl, respond, start_echo_origin, start_proxy, start_raw_origin, wait_until
+from tests.test_tls_proxy import Recorder, connect_tunnel
+from twisted_mitm.tcp import TCPFlow
+
+
+def converse(proxy_port: int, authority: str, messages: list[bytes]) -> list[bytes]:
+    """Through a CONNECT tunnel, send each message and read back as many bytes (blocking)."""
+    replies = []
+    with connect_tunnel(proxy_port, authority) as sock:
+        for message in messages:
+            sock.sendall(message)
+            replies.append(read_exactly(sock, len(message)))
+        sock.shutdown(socket.SHUT_WR)
+        replies.append(sock.recv(1))
+    return replies
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class PlainHTTPInTunnelTests(TestCase):
+    """HTTP/1.1 spoken in clear inside CONNECT."""
+
+    async def test_proxied_as_http(self) -> None:
+        """curl --proxytunnel with an http:// URL is proxied as HTTP: hooks run with scheme http."""
+        origin = start_raw_origin(self, respond(200, b"plain inside"))
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[recorder])
+        out, err, code = await curl("--proxytunnel", "-x", proxy.url, f"{origin.url}/in/tunnel")
+        self.assertEqual((code, out), (0, b"plain inside"), err)
+        self.assertEqual(recorder.names(), ["http_connect", "requestheaders", "request", "response"])
+        flow = recorder.flows("response")[0]
+        self.assertEqual(flow.request.scheme, "http")
+        self.assertEqual(flow.request.pretty_url, f"{origin.url}/in/tunnel")
+        self.assertTrue(origin.requests[0].startswith(b"GET /in/tunnel HTTP/1.1\r\n"), origin.requests[0])
+
+
+class TCPFlowTests(TestCase):
+    """Bytes that are neither TLS nor HTTP become a TCP flow."""
+
+    async def test_hooks_and_messages(self) -> None:
+        """An echo conversation runs tcp_start, tcp_message per chunk and tcp_end, with every message recorded."""
+        echo = start_echo_origin(self)
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[recorder])
+        messages = [b"\x00\x01binary hello", b"\x02second"]
+        replies = await deferToThread(converse, proxy.port, f"127.0.0.1:{echo.port}", messages)
+        self.assertEqual(replies, [*messages, b""])
+        self.assertEqual(b"".join(echo.received), b"".join(messages))
+        await wait_until(lambda: "tcp_end" in recorder.names())
+        names = recorder.names()
+        self.assertEqual((names[0], names[1], names[-1]), ("http_connect", "tcp_start", "tcp_end"))
+        self.assertNotIn("tcp_error", names)
+        flow = recorder.flows("tcp_end")[0]
+        assert isinstance(flow, TCPFlow)
+        sent = b"".join(m.content for m in flow.messages if m.from_client)
+        received = b"".join(m.content for m in flow.messages if not m.from_client)
+        self.assertEqual((sent, received), (b"".join(messages), b"".join(messages)))
+        self.assertEqual(flow.server_conn.address, ("127.0.0.1", echo.port))
+        self.assertFalse(flow.live)
+
+    async def test_tcp_message_rewrites(self) -> None:
+        """A tcp_message hook that rewrites flow.messages[-1].content changes what the origin receives (tcp-simple)."""
+
+        class Rewrite:
+            def tcp_message(self, flow: TCPFlow) -> None:
+                message = flow.messages[-1]
+                if message.from_client:
+                    message.content = message.content.replace(b"foo", b"barbaz")
+
+        echo = start_echo_origin(self)
+        proxy = start_proxy(self, addons=[Rewrite()])
+        replies = await deferToThread(converse, proxy.port, f"127.0.0.1:{echo.port}", [b"\x00say foo"])
+        self.assertEqual(b"".join(echo.received), b"\x00say barbaz")
+        self.assertEqual(replies[0], b"\x00say bar")
+
+    async def test_slow_hook_keeps_data_before_fin(self) -> None:
+        """Bytes still in a slow tcp_message hook when the client half-closes reach the origin before the FIN."""
+
+        class Slow:
+            async def tcp_message(self, flow: TCPFlow) -> None:
+                await asyncio.sleep(0.05)
+
+        echo = start_echo_origin(self)
+        proxy = start_proxy(self, addons=[Slow()])
+        reply = await deferToThread(send_and_half_close, proxy.port, f"127.0.0.1:{echo.port}", b"\x00last words")
+        self.assertEqual(b"".join(echo.received), b"\x00last words")
+        self.assertEqual(reply, b"\x00last words")
+
+    async def test_unreachable(self) -> None:
+        """A TCP flow to a closed port ends with tcp_error (not tcp_end) and closes the client."""
+        port = unused_port()
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[recorder])
+        replies = await deferToThread(converse_closed, proxy.port, f"127.0.0.1:{port}")
+        self.assertEqual(replies, b"")
+        await wait_until(lambda: "tcp_error" in recorder.names())
+        self.assertNotIn("tcp_end", recorder.names())
+        self.assertIn("cannot connect", str(recorder.flows("tcp_error")[0].error))
+
+
+def send_and_half_close(proxy_port: int, authority: str, data: bytes) -> bytes:
+    """Through a tunnel, send C{data}, half-close at once, and read to EOF (blocking)."""
+    reply = b""
+    with connect_tunnel(proxy_port, authority) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def converse_closed(proxy_port: int, authority: str) -> bytes:
+    """Send non-HTTP bytes through a tunnel to a dead port and read until EOF (blocking)."""
+    with connect_tunnel(proxy_port, authority) as sock:
+        sock.sendall(b"\x00anyone?")
+        return sock.recv(100)
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
