@@ -8,12 +8,14 @@ import time
 from typing import Any
 
 from twisted.internet.defer import gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.support import (
     HookRecorder,
     curl,
     raw_client,
+    reactor,
     respond,
     start_proxy,
     start_raw_origin,
@@ -138,10 +140,40 @@ class UpstreamFailureTests(TestCase):
         (slow_out, slow_err, slow_code), (fast_out, _, _) = await gatherResults([slow, fast])
         self.assertEqual(slow_code, 0, slow_err)
         self.assertEqual(status_of(slow_out), 504)
-        self.assertIn(b"did not answer within 1 seconds", slow_out)
+        self.assertIn(b"the server sent nothing for 1 seconds", slow_out)
         self.assertGreaterEqual(time.monotonic() - started, 0.9)
         self.assertEqual((finished, fast_out), (["fast", "slow"], b"still serving"))
-        self._assert_error_hook(recorder, "did not answer")
+        self._assert_error_hook(recorder, "sent nothing")
+
+    async def test_slow_client_is_not_server_silence(self) -> None:
+        """While a slow client holds a streamed response back, the server's silence does not count."""
+        body = b"y" * (8 * 1024 * 1024)
+        origin = start_raw_origin(self, respond(200, body))
+        proxy = start_proxy(self, options=["upstream_read_timeout=1", "stream_large_bodies=10"])
+        client = await raw_client(self, proxy.port)
+        client.send(f"GET {origin.url}/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await client.receive_until(lambda data: len(data) > 100_000)
+        client.transport.pauseProducing()
+        await deferLater(reactor, 2.5, lambda: None)
+        client.transport.resumeProducing()
+        data = await client.receive_until(lambda data: data.endswith(body[-10:]) and len(data) > len(body), timeout=20)
+        self.assertEqual(data.split(b"\r\n\r\n", 1)[1], body)
+
+    async def test_server_silent_mid_body(self) -> None:
+        """A server that stops sending in the middle of a streamed body is cut off after upstream_read_timeout."""
+
+        def stall_mid_body(protocol: object, head: bytes) -> None:
+            protocol.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)  # type: ignore[attr-defined]
+
+        origin = start_raw_origin(self, stall_mid_body)
+        recorder = HookRecorder()
+        proxy = start_proxy(self, options=["upstream_read_timeout=1", "stream_large_bodies=10"], addons=[recorder])
+        started = time.monotonic()
+        out, err, code = await curl("-x", proxy.url, origin.url + "/")
+        self.assertNotEqual(code, 0)
+        self.assertEqual(out, b"x" * 100)
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self._assert_error_hook(recorder, "sent nothing for 1 seconds")
 
     async def test_connect_timeout(self) -> None:
         """A server whose accept queue is full makes the connection time out: 504."""

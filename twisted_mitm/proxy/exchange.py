@@ -69,7 +69,6 @@ class Exchange:
         self._response_started = False
         self._done = False
         self._close_client = False
-        self._response_timer: Any = None
         self._relay_continue = False
         self._retried = False
         self._request_pipe: BodyPipe | None = None
@@ -186,18 +185,13 @@ class Exchange:
         then(server, *args)
 
     def _start_response_timer(self) -> None:
+        """From now on (the request is sent whole), a server silent for too long fails the exchange."""
         timeout = self.context.settings.response_timeout
-        if self.flow.response is None and self._response_timer is None and not self._done and timeout is not None:
-            self._response_timer = self.context.reactor.callLater(timeout, self._response_timed_out, timeout)
+        if self.server is not None and timeout is not None and not self._done:
+            self.server.watch_silence(timeout, self._server_silent)
 
-    def _stop_response_timer(self) -> None:
-        if self._response_timer is not None and self._response_timer.active():
-            self._response_timer.cancel()
-        self._response_timer = None
-
-    def _response_timed_out(self, timeout: float) -> None:
-        self._response_timer = None
-        self._fail(ProtocolError(504, f"the server did not answer within {timeout:g} seconds"))
+    def _server_silent(self, timeout: float) -> None:
+        self._fail(ProtocolError(504, f"the server sent nothing for {timeout:g} seconds"))
 
     # The response (ResponseReceiver, called by the server side).
 
@@ -206,7 +200,6 @@ class Exchange:
         if 100 <= head.status_code < 200 and head.status_code != 101:
             self._relay_interim(head)
             return
-        self._stop_response_timer()
         assert self.server is not None
         self._response_framing = self.server.pump.reader.framing
         response = Response(
@@ -267,7 +260,6 @@ class Exchange:
             return
         self._done = True
         self._response_started = self._response_sent = True
-        self._stop_response_timer()
 
     def _stream_response(self, buffered: list[http1.Data]) -> None:
         assert self.server is not None and self.flow.response is not None
@@ -417,7 +409,6 @@ class Exchange:
     def _finish(self) -> None:
         self._done = True
         self.flow.live = False
-        self._stop_response_timer()
         self.client_side.exchange_done(self, keep_alive=not self._close_client and self._client_keeps_alive())
 
     def _client_keeps_alive(self) -> bool:
@@ -465,7 +456,6 @@ class Exchange:
     def _abandon(self) -> None:
         self._done = True
         self.flow.live = False
-        self._stop_response_timer()
         for pipe in (self._request_pipe, self._response_pipe):
             if pipe is not None:
                 pipe.abort(Failure(ProtocolError(502, "exchange abandoned")))
