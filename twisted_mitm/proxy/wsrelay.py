@@ -417,6 +417,7 @@ class WebSocketRelay:
         head = http1.assemble_response_head(b"HTTP/1.1", 101, response.data.reason, response.headers.fields)
         self._server_side.switch_to(self._server_leg, head)
         if self._server_leg.handshake_failure is not None:
+            self.flow.websocket = None
             raise ProtocolError(502, f"the server's WebSocket handshake is not valid: {self._server_leg.handshake_failure}")
         if self._client_leg is None or not self._client_leg.can_send:
             return
