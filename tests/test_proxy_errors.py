@@ -145,6 +145,21 @@ class UpstreamFailureTests(TestCase):
         self.assertEqual((finished, fast_out), (["fast", "slow"], b"still serving"))
         self._assert_error_hook(recorder, "sent nothing")
 
+    async def test_client_silent_mid_body(self) -> None:
+        """A client that stops sending its request body gets a 408 after connection_idle_timeout."""
+        origin = start_raw_origin(self, respond(200, b"never"))
+        recorder = HookRecorder()
+        proxy = start_proxy(self, options=["connection_idle_timeout=1"], addons=[recorder])
+        client = await raw_client(self, proxy.port)
+        started = time.monotonic()
+        client.send(f"POST {origin.url}/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789".encode())
+        data = await client.wait_closed(timeout=10)
+        self.assertEqual(status_of(data), 408)
+        self.assertIn(b"the client sent nothing of its request body for 1 seconds", data)
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self.assertEqual(origin.requests, [])
+        self._assert_error_hook(recorder, "sent nothing of its request body")
+
     async def test_slow_client_is_not_server_silence(self) -> None:
         """While a slow client holds a streamed response back, the server's silence does not count."""
         body = b"y" * (8 * 1024 * 1024)

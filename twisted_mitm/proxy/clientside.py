@@ -110,6 +110,7 @@ class ClientSideProtocol(Protocol):
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self._closing = True
         self._cancel_timer()
+        self.pump.stop_watching()
         if self.tunnel_target is not None and self.tunnel_target[0] == b"https" and self.client is not None and not self.client.tls_established:
             ca_path = self.context.certstore.ca_cert_path if self.context.certstore else None
             log_client_tls_failure(_address(self.client), self.tunnel_target[1], reason, ca_path)
@@ -140,9 +141,21 @@ class ClientSideProtocol(Protocol):
         self.transport.abortConnection()
 
     def read_request_body(self, sink: BodySink) -> None:
-        """Send the body of the current request to C{sink} and start reading it."""
+        """Send the body of the current request to C{sink} and start reading it.
+
+        A client that then stops sending its body for C{connection_idle_timeout}
+        seconds fails its exchange with a 408.
+        """
         self._body_sink = sink
+        framing = self.pump.reader.framing
+        timeout = self.context.settings.idle_timeout
+        if timeout is not None and framing is not None and framing.kind is not http1.FramingKind.NONE:
+            self.pump.watch_silence(self.context.reactor, timeout, self._client_silent)
         self.pump.release(Hold.DECIDING)
+
+    def _client_silent(self, timeout: float) -> None:
+        if self._exchange is not None:
+            self._exchange.client_silent(timeout)
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
         """The exchange has answered the client: read the next request, or close."""
@@ -150,6 +163,7 @@ class ClientSideProtocol(Protocol):
             return
         self._exchange = None
         self._body_sink = None
+        self.pump.stop_watching()
         if keep_alive and not self._closing:
             self.pump.release(Hold.EXCHANGE)
             if self._exchange is None:
@@ -206,6 +220,7 @@ class ClientSideProtocol(Protocol):
             if self._body_sink is not None:
                 self._body_sink.write(event)
         elif isinstance(event, http1.EndOfMessage):
+            self.pump.stop_watching()
             self.pump.hold(Hold.EXCHANGE)
             sink, self._body_sink = self._body_sink, None
             if sink is not None:

@@ -193,6 +193,10 @@ class Exchange:
     def _server_silent(self, timeout: float) -> None:
         self._fail(ProtocolError(504, f"the server sent nothing for {timeout:g} seconds"))
 
+    def client_silent(self, timeout: float) -> None:
+        """The client stopped sending its request body for C{timeout} seconds."""
+        self._fail(ProtocolError(408, f"the client sent nothing of its request body for {timeout:g} seconds"))
+
     # The response (ResponseReceiver, called by the server side).
 
     def response_head(self, head: http1.ResponseHead) -> None:

@@ -25,7 +25,7 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -85,6 +85,10 @@ class ReaderPump:
         self._handle_error = handle_error
         self._transport: ITransport | None = None
         self._socket_paused = False
+        self._clock: IReactorTime | None = None
+        self._last_read = 0.0
+        self._watchdog: IDelayedCall | None = None
+        self._on_silence: Callable[[float], None] | None = None
         self._pumping = False
         #: the reader failed or the peer closed: nothing more will come out of it
         self._broken = False
@@ -103,6 +107,8 @@ class ReaderPump:
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes from the socket and hand out what can be handed out."""
+        if self._clock is not None:
+            self._last_read = self._clock.seconds()
         self.reader.receive_data(data)
         self.pump()
 
@@ -142,6 +148,40 @@ class ReaderPump:
         finally:
             self._pumping = False
             self._update_socket()
+
+    def watch_silence(self, clock: IReactorTime, timeout: float, on_silence: Callable[[float], None]) -> None:
+        """Call C{on_silence(timeout)} once if the peer sends nothing for C{timeout} seconds.
+
+        Time during which the proxy itself does not want to read (a hook deciding, a full
+        destination pushing back) does not count against the peer.
+        """
+        self.stop_watching()
+        self._clock = clock
+        self._on_silence = on_silence
+        self._last_read = clock.seconds()
+        self._watchdog = clock.callLater(timeout, self._check_silence, timeout)
+
+    def stop_watching(self) -> None:
+        """Cancel L{watch_silence}."""
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._watchdog = None
+        self._on_silence = None
+        self._clock = None
+
+    def _check_silence(self, timeout: float) -> None:
+        assert self._clock is not None
+        now = self._clock.seconds()
+        if self.holds & {Hold.DECIDING, Hold.CONSUMER}:
+            self._last_read = now
+        silent_until = self._last_read + timeout
+        if now < silent_until:
+            self._watchdog = self._clock.callLater(silent_until - now, self._check_silence, timeout)
+            return
+        on_silence = self._on_silence
+        self.stop_watching()
+        if on_silence is not None:
+            on_silence(timeout)
 
     def _update_socket(self) -> None:
         if self._transport is None or self._broken:

@@ -73,9 +73,6 @@ class ServerSideProtocol(Protocol):
         self._tls = tls
         self._interim = False
         self._switched: IProtocol | None = None
-        self._last_read = 0.0
-        self._watchdog: Any = None
-        self._on_silence: Callable[[float], None] | None = None
         self.pump = ReaderPump(http1.ResponseReader(), self._event_received, self._protocol_error)
         self.pump.on_stop = self.abort
 
@@ -106,7 +103,7 @@ class ServerSideProtocol(Protocol):
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self.connected = False
         self.reusable = False
-        self._stop_watching()
+        self.pump.stop_watching()
         self.server.timestamp_end = time.time()
         if not self.ready.called:
             self.ready.errback(reason)
@@ -131,31 +128,9 @@ class ServerSideProtocol(Protocol):
     def watch_silence(self, timeout: float, on_silence: Callable[[float], None]) -> None:
         """Call C{on_silence(timeout)} if the server sends nothing for C{timeout} seconds.
 
-        Time during which the proxy itself does not read (a hook deciding, a slow client
-        pushing back) does not count. Watching ends with L{release} or the connection.
+        Watching ends with L{release} or the connection; see L{ReaderPump.watch_silence}.
         """
-        self._stop_watching()
-        self._on_silence = on_silence
-        self._last_read = self._reactor.seconds()
-        self._watchdog = self._reactor.callLater(timeout, self._check_silence, timeout)
-
-    def _check_silence(self, timeout: float) -> None:
-        now = self._reactor.seconds()
-        if self.pump.holds & {Hold.DECIDING, Hold.CONSUMER}:
-            self._last_read = now
-        silent_until = self._last_read + timeout
-        if now < silent_until:
-            self._watchdog = self._reactor.callLater(silent_until - now, self._check_silence, timeout)
-            return
-        on_silence, self._on_silence, self._watchdog = self._on_silence, None, None
-        if on_silence is not None:
-            on_silence(timeout)
-
-    def _stop_watching(self) -> None:
-        if self._watchdog is not None and self._watchdog.active():
-            self._watchdog.cancel()
-        self._watchdog = None
-        self._on_silence = None
+        self.pump.watch_silence(self._reactor, timeout, on_silence)
 
     def read_body(self, sink: BodySink) -> None:
         """Send the body of the response just announced to C{sink}."""
@@ -166,7 +141,7 @@ class ServerSideProtocol(Protocol):
         """The exchange is over: this connection may serve the next request, or close."""
         self.receiver = None
         self.body_sink = None
-        self._stop_watching()
+        self.pump.stop_watching()
         if self.reusable:
             self.pump.release(Hold.EXCHANGE)
         else:
