@@ -514,7 +514,8 @@ def default_options() -> Options:
         "connection_idle_timeout", int, 60,
         "Seconds an idle client connection (between requests, or while its request head "
         "arrives) is kept open. A client sending headers slowly is disconnected when its "
-        "head is not complete in this time. 0: no limit.",
+        "head is not complete in this time, and one that stops sending its request body "
+        "for this long gets a 408. 0: no limit.",
         check=check_seconds,
     )
     options.subscribe(_check_host_filters(options))
