@@ -7,15 +7,18 @@ origin to be untrusted. Clients trust the proxy's CA (C{RunningProxy.ca_path}).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import ssl
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
@@ -23,9 +26,9 @@ from twisted.trial.unittest import TestCase
 from tests.support import (
     RunningProxy,
     curl,
-    origin_ca,
     origin_ca_path,
     origin_certificate,
+    reactor,
     respond,
     start_proxy,
     start_raw_origin,
@@ -201,8 +204,6 @@ class InterceptionTests(TestCase):
 
     async def test_python_ssl_ip_leaf(self) -> None:
         """For an IP address the leaf's SAN has that IP address."""
-        import ipaddress
-
         context = client_context(self.proxy.ca_path)
         result = await deferToThread(fetch_over_tls, self.proxy.port, "127.0.0.1", self.origin.port, context)
         self.assertTrue(result.response.endswith(b"hello over tls"), result.response)
@@ -218,8 +219,6 @@ class InterceptionTests(TestCase):
 
 
 def _rsa_verify_args(cert: x509.Certificate) -> tuple[object, object]:
-    from cryptography.hazmat.primitives.asymmetric import padding
-
     assert cert.signature_hash_algorithm is not None
     return padding.PKCS1v15(), cert.signature_hash_algorithm
 
@@ -381,8 +380,4 @@ class ConnectHookTests(TestCase):
 
 async def _settle() -> None:
     """Let the proxy notice a closed connection (a few reactor turns, bounded)."""
-    from twisted.internet.task import deferLater
-
-    from tests.support import reactor
-
     await deferLater(reactor, 0.2, lambda: None)
