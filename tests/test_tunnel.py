@@ -120,6 +120,29 @@ class TCPFlowTests(TestCase):
         self.assertIn("cannot connect", str(recorder.flows("tcp_error")[0].error))
 
 
+class ServerSpeaksFirstTests(TestCase):
+    """A protocol whose server talks first (SMTP, SSH...) through a tunnel that is not ignored."""
+
+    async def test_greeting_reaches_silent_client(self) -> None:
+        """A client that sends nothing still gets the server's greeting, as a TCP flow."""
+        greeting = b"220 smtp.test ESMTP ready\r\n"
+        origin = start_raw_origin(self, None)
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[recorder])
+        reply = deferToThread(read_greeting, proxy.port, f"127.0.0.1:{origin.port}", len(greeting))
+        await wait_until(lambda: origin.connections, timeout=5, what="the proxy connecting to the server")
+        origin.connections[0].transport.write(greeting)
+        self.assertEqual(await reply, greeting)
+        self.assertIn("tcp_start", recorder.names())
+
+
+def read_greeting(proxy_port: int, authority: str, size: int) -> bytes:
+    """Open a tunnel, send nothing, and read C{size} bytes (blocking, bounded by a timeout)."""
+    with connect_tunnel(proxy_port, authority) as sock:
+        sock.settimeout(10)
+        return read_exactly(sock, size)
+
+
 def send_and_half_close(proxy_port: int, authority: str, data: bytes) -> bytes:
     """Through a tunnel, send C{data}, half-close at once, and read to EOF (blocking)."""
     reply = b""

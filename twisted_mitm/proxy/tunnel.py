@@ -6,7 +6,10 @@
   - a TLS ClientHello: TLS with a leaf certificate for its SNI (or the CONNECT host),
     then HTTP inside, as C{https} (unless the SNI is not intercepted: relay);
   - an HTTP request line: HTTP inside, as C{http};
-  - anything else: a TCP flow with the C{tcp_*} hooks.
+  - anything else: a TCP flow with the C{tcp_*} hooks;
+  - nothing at all for L{Tunnel.server_first_delay} seconds: a protocol where the
+    server speaks first (SMTP, SSH, MySQL...), relayed as a TCP flow so the server's
+    greeting gets through.
 
 A L{Tunnel} is the protocol the client-side connection forwards its bytes to once the
 C{CONNECT} was answered; C{self.transport} is the client's transport.
@@ -18,7 +21,7 @@ import re
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -42,6 +45,9 @@ class Tunnel(Protocol):
 
     _log = Logger()
 
+    #: seconds of client silence after which the server is assumed to speak first
+    server_first_delay = 1.0
+
     def __init__(self, context: ProxyContext, client_side: ClientSideProtocol, flow: HTTPFlow) -> None:
         self.context = context
         self.client_side = client_side
@@ -50,11 +56,19 @@ class Tunnel(Protocol):
         self.port = flow.request.port
         self._buffer = b""
         self._inner: IProtocol | None = None
+        self._waiting: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         settings = self.context.settings
         if not settings.intercepts(self.host, self.port):
             self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, settings.show_ignored_hosts), b"")
+        else:
+            self._waiting = self.context.reactor.callLater(self.server_first_delay, self._server_speaks_first)
+
+    def _server_speaks_first(self) -> None:
+        self._waiting = None
+        if self._inner is None and not self._buffer:
+            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, with_hooks=True), b"")
 
     def dataReceived(self, data: bytes) -> None:
         if self._inner is not None:
@@ -77,6 +91,7 @@ class Tunnel(Protocol):
         """Nothing to do: the inner protocol ends the connection when it is done."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self._stop_waiting()
         if self._inner is not None:
             self._inner.connectionLost(reason)
 
@@ -122,7 +137,13 @@ class Tunnel(Protocol):
 
         self._hand_over(ClientSideProtocol(self.context, self._client(), (scheme, self.host, self.port)), data)
 
+    def _stop_waiting(self) -> None:
+        if self._waiting is not None and self._waiting.active():
+            self._waiting.cancel()
+        self._waiting = None
+
     def _hand_over(self, protocol: IProtocol, data: bytes) -> None:
+        self._stop_waiting()
         self._buffer = b""
         self._inner = protocol
         protocol.makeConnection(self.transport)
