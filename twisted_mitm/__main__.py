@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_cli -*-
 """C{python -m twisted_mitm [options]}: the same as C{twistd -n mitm [options]}."""
 
 from __future__ import annotations

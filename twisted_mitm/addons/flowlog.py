@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_flowlog -*-
+# -*- test-case-name: tests.test_proxy_addons -*-
 """One mitmdump-style log line per flow (SPEC §6).
 
 C{flow_detail} 0 (C{-q}) silences flow lines; errors are logged at every detail level.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_exchange -*-
+# -*- test-case-name: tests.test_proxy -*-
 """One request and its response: hook order, buffer-or-stream, upstream, errors.
 
 An L{Exchange} is created by the client side for every request head. It runs the
@@ -41,12 +41,11 @@ if TYPE_CHECKING:
 
 def error_response(status: int, reason: str) -> Response:
     """A short plain-text response that says what went wrong."""
-    response = Response.make(
+    return Response.make(
         status,
         f"twisted_mitm: {reason}\n",
         {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"},
     )
-    return response
 
 
 class Exchange:
@@ -446,14 +445,13 @@ class Exchange:
             status = problem.status if isinstance(problem, ProtocolError) else 502
             self.flow.response = error_response(status, message)
             self._close_client = True
-            self._response_framing = http1.BodyFraming(http1.FramingKind.LENGTH, 0)
             self._send_error_response()
         self._hook(ErrorHook(self.flow))
 
     def _send_error_response(self) -> None:
         response = self.flow.response
         assert response is not None
-        headers, body = framing.buffered_response(response, self._client_version(), True)
+        headers, body = framing.buffered_response(response, self._client_version(), self._response_has_body())
         self.client_side.write_sequence([self._response_head(headers), *body])
         self.client_side.exchange_done(self, keep_alive=False)
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_serverside -*-
+# -*- test-case-name: tests.test_proxy_errors -*-
 """The protocol that faces the origin server, and how connections to it are opened.
 
 L{ServerSideProtocol} writes request heads and bodies and parses responses with
