@@ -33,7 +33,7 @@ def websocket_end(flow: http.HTTPFlow) -> None:
     assert flow.websocket is not None
     who = "client" if flow.websocket.closed_by_client else "server"
     logging.info(
-        "WebSocket closed by the %s: %s %s (%d messages)",
+        "WebSocket closed by the %s: code %s %r (%d messages)",
         who,
         flow.websocket.close_code,
         flow.websocket.close_reason,

@@ -227,10 +227,29 @@ class BufferSinkTests(SynchronousTestCase):
         """Past its limit, the sink hands the pieces so far to the overflow callback and keeps nothing more."""
         overflowed: list[list[http1.Data]] = []
         done: list[bytes] = []
-        sink = BufferSink(lambda body, trailers: done.append(body), lambda reason: None, 3, overflowed.append)
+        sink = BufferSink(lambda body, trailers: done.append(body), lambda reason: None, 3, overflowed.append, keep_pieces=True)
         sink.write(http1.Data(b"ab"))
         sink.write(http1.Data(b"cd"))
         sink.write(http1.Data(b"ef"))
         sink.finish(())
         self.assertEqual([[piece.data for piece in pieces] for pieces in overflowed], [[b"ab", b"cd"]])
         self.assertEqual(done, [])
+
+    def test_whole_body_without_pieces(self) -> None:
+        """Without keep_pieces the body is collected into one buffer and delivered whole at its end."""
+        done: list[tuple[bytes, object]] = []
+        sink = BufferSink(lambda body, trailers: done.append((body, trailers)), lambda reason: None)
+        for piece in (b"ab", b"", b"cdef"):
+            sink.write(http1.Data(piece))
+        sink.finish(((b"x", b"1"),))
+        self.assertEqual(done, [(b"abcdef", ((b"x", b"1"),))])
+
+    def test_refusal_past_limit_without_pieces(self) -> None:
+        """A refusing overflow is told once, without pieces, and the body is never delivered."""
+        overflowed: list[list[http1.Data]] = []
+        done: list[bytes] = []
+        sink = BufferSink(lambda body, trailers: done.append(body), lambda reason: None, 3, overflowed.append)
+        sink.write(http1.Data(b"abcd"))
+        sink.write(http1.Data(b"ef"))
+        sink.finish(())
+        self.assertEqual((overflowed, done), ([[]], []))

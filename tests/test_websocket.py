@@ -24,7 +24,7 @@ from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import origin_ca_path, origin_certificate, start_proxy
+from tests.support import origin_ca_path, origin_certificate, start_proxy, wait_until
 from twisted_mitm import ctx
 
 
@@ -239,6 +239,51 @@ class MessageModeTests(TestCase):
         self.assertEqual(recorder.flow.websocket.close_code, 1009)
         self.assertTrue(any("websocket_max_message_size" in event.get("log_format", "") for event in logs))
 
+    def test_hook_error_passes_message(self) -> Deferred[None]:
+        """A C{websocket_message} hook that raises is logged, and the message goes on unchanged."""
+
+        class Broken:
+            def websocket_message(self, flow: Any) -> None:
+                raise ValueError("broken script")
+
+        proxy = start_proxy(self, addons=[Broken()])
+
+        async def run() -> list[Any]:
+            port = await start_server(self, echo)
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url) as websocket:
+                await websocket.send("one")
+                first = await websocket.recv()
+                await websocket.send(b"two")
+                return [first, await websocket.recv()]
+
+        def check(received: list[Any]) -> None:
+            self.assertEqual(received, ["one", b"two"])
+            self.assertEqual(len(self.flushLoggedErrors(ValueError)), 4)
+
+        return aio(run()).addCallback(check)
+
+    def test_burst_while_a_hook_waits(self) -> Deferred[None]:
+        """Thousands of messages that queue up behind a slow hook all go on, in order, once it is done."""
+
+        class SlowResponse:
+            async def response(self, flow: Any) -> None:
+                await asyncio.sleep(0.1)
+
+        proxy = start_proxy(self, addons=[SlowResponse()])
+        count = 3000
+
+        async def burst(websocket: Any) -> None:
+            for number in range(count):
+                await websocket.send(str(number))
+            await websocket.wait_closed()
+
+        async def run() -> list[Any]:
+            port = await start_server(self, burst)
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url) as websocket:
+                return [await websocket.recv() for _ in range(count)]
+
+        return aio(run(), timeout=10).addCallback(self.assertEqual, [str(number) for number in range(count)])
+
 
 class HandshakeTests(TestCase):
     """The client sees the server's own answer; each leg negotiates its own extensions."""
@@ -389,6 +434,30 @@ class CloseTests(TestCase):
 
         return aio(run()).addCallback(check)
 
+    async def test_slow_reader_gets_everything_before_close(self) -> None:
+        """A client that reads slowly still gets all the data and then the server's close, however long it takes."""
+        proxy = start_proxy(self)
+        chunk = b"\x00" * (64 * 1024)
+        count = 64
+
+        async def handler(websocket: Any) -> None:
+            for _ in range(count):
+                await websocket.send(chunk)
+            await websocket.close(1000, "done")
+
+        async def run() -> Any:
+            port = await start_server(self, handler, compression=None)
+            received = 0
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url, compression=None, max_queue=1) as websocket:
+                try:
+                    while True:
+                        received += len(await websocket.recv())
+                        await asyncio.sleep(0.025)
+                except ConnectionClosed as closed:
+                    return received, closed.rcvd and (closed.rcvd.code, closed.rcvd.reason)
+
+        self.assertEqual(await aio(run()), (len(chunk) * count, (1000, "done")))
+
     def test_server_drops(self) -> Deferred[None]:
         """When the server's connection drops without a close, the client's is dropped too (1006)."""
         recorder = Recorder()
@@ -416,6 +485,47 @@ class CloseTests(TestCase):
             self.assertEqual(recorder.events.count("end"), 1)
 
         return aio(run()).addCallback(check)
+
+    async def test_kill(self) -> None:
+        """C{flow.kill()} in C{websocket_message} drops both connections (1006), forwards nothing more and ends the flow once."""
+
+        class Killer:
+            def websocket_message(self, flow: Any) -> None:
+                if flow.websocket.messages[-1].content == b"kill":
+                    flow.kill()
+
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[Killer(), recorder])
+        server_saw: list[Any] = []
+
+        async def handler(websocket: Any) -> None:
+            try:
+                async for message in websocket:
+                    server_saw.append(message)
+                    await websocket.send(message)
+            except ConnectionClosed as closed:
+                server_saw.append(closed.rcvd)
+
+        async def run() -> Any:
+            port = await start_server(self, handler)
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url) as websocket:
+                await websocket.send("before")
+                await websocket.recv()
+                await websocket.send("kill")
+                try:
+                    await websocket.recv()
+                except ConnectionClosed as closed:
+                    result = (closed.rcvd, websocket.close_code)
+            await recorder.end()
+            return result
+
+        self.assertEqual(await aio(run()), (None, 1006))
+        await wait_until(lambda: len(server_saw) == 2, what="the server connection to end")
+        self.assertEqual(server_saw, ["before", None])
+        self.assertEqual(recorder.events.count("end"), 1)
+        self.assertEqual(recorder.flow.error.msg, "Connection killed.")
+        self.assertEqual(recorder.flow.websocket.close_code, 1006)
+        self.assertFalse(recorder.flow.live)
 
     def test_ping_reaches_server(self) -> Deferred[None]:
         """A client's ping is answered by the server, through the proxy."""
@@ -521,6 +631,63 @@ class StreamModeTests(TestCase):
             self.assertEqual(recorder.flow.metadata["websocket_bytes_not_stored"], 64 * 1024 * 1024)
 
         return aio(run(), timeout=120).addCallback(check)
+
+
+class BackpressureTests(TestCase):
+    """A peer that stops reading pauses the other peer's socket, in both modes and both directions."""
+
+    limit = 32 * 1024 * 1024
+    chunk = b"\x00" * (64 * 1024)
+
+    async def stall(self, options: list[str], towards_server: bool) -> tuple[int, int]:
+        """Send 64 KiB messages towards a peer that reads nothing until the sender has made no progress
+        for half a second, then let it read. Return the bytes sent before the stall and the bytes received."""
+        proxy = start_proxy(self, options=options)
+        reading = asyncio.Event()
+        counts = {"sent": 0, "received": 0}
+        limits = {"compression": None, "max_size": None, "max_queue": 1}
+
+        async def send(websocket: Any) -> None:
+            while counts["sent"] < self.limit:
+                await websocket.send(self.chunk)
+                counts["sent"] += len(self.chunk)
+
+        async def receive(websocket: Any) -> None:
+            await reading.wait()
+            while counts["received"] < self.limit:
+                counts["received"] += len(await websocket.recv())
+
+        async def stalled() -> int:
+            last = -1
+            while counts["sent"] != last:
+                last = counts["sent"]
+                await asyncio.sleep(0.5)
+            reading.set()
+            return last
+
+        async def run() -> tuple[int, int]:
+            port = await start_server(self, send if not towards_server else receive, **limits)
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url, **limits) as websocket:
+                peer = asyncio.ensure_future((send if towards_server else receive)(websocket))
+                before = await stalled()
+                await peer
+                while counts["received"] < self.limit:
+                    await asyncio.sleep(0.01)
+            return before, counts["received"]
+
+        return await aio(run())
+
+    async def test_message_mode(self) -> None:
+        """In message mode a server that stops reading stops the client's sends; nothing is lost."""
+        before, received = await self.stall([], towards_server=True)
+        self.assertLess(before, self.limit // 2)
+        self.assertEqual(received, self.limit)
+
+    async def test_stream_mode(self) -> None:
+        """With stream_websockets a client that stops reading stops the server's sends; nothing is lost."""
+        before, received = await self.stall(["stream_websockets=true"], towards_server=False)
+        self.assertLess(before, self.limit // 2)
+        self.assertEqual(received, self.limit)
 
 
 class TransportTests(TestCase):

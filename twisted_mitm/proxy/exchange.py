@@ -29,7 +29,7 @@ from twisted_mitm.hooks import (
 )
 from twisted_mitm.http import Headers, HTTPFlow, Message, Response
 from twisted_mitm.proxy import framing
-from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, Hold
+from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, Hold, PacedWriter
 from twisted_mitm.proxy.serverside import ServerSideProtocol
 from twisted_mitm.proxy.transform import make_transform
 from twisted_mitm.proxy.wsrelay import WebSocketRelay, is_websocket_upgrade
@@ -103,12 +103,7 @@ class Exchange:
         if framing.expects_continue(request.headers):
             del request.headers["expect"]
             self.client_side.write(http1.assemble_response_head(b"HTTP/1.1", 100, b"Continue", ()))
-        sink = BufferSink(
-            self._request_buffered,
-            self._source_failed,
-            *self._buffer_limits(self._request_framing, self._stream_request),
-        )
-        self.client_side.read_request_body(sink)
+        self.client_side.read_request_body(self._buffer_sink(self._request_framing, self._request_buffered, self._stream_request))
 
     def _request_buffered(self, body: bytes, trailers: Fields) -> None:
         request = self.flow.request
@@ -131,8 +126,7 @@ class Exchange:
             self._websocket = WebSocketRelay(self.context, self.flow)
             headers = self._websocket.upstream_headers(headers, server)
         server.send_request(request.data.method, self._request_head(headers), self)
-        server.transport.writeSequence(body)
-        self._start_response_timer()
+        PacedWriter.write(server.transport, body, self._start_response_timer)
 
     def _stream_request(self, buffered: list[http1.Data]) -> None:
         self.client_side.pump.hold(Hold.DECIDING)
@@ -224,12 +218,7 @@ class Exchange:
         if response.stream and self._response_has_body():
             self._stream_response([])
             return
-        sink = BufferSink(
-            self._response_buffered,
-            self._source_failed,
-            *self._buffer_limits(self._response_framing, self._stream_response),
-        )
-        self.server.read_body(sink)
+        self.server.read_body(self._buffer_sink(self._response_framing, self._response_buffered, self._stream_response))
 
     def _response_buffered(self, body: bytes, trailers: Fields) -> None:
         response = self.flow.response
@@ -249,8 +238,10 @@ class Exchange:
             return
         headers, body = framing.buffered_response(response, self._client_version(), self._response_has_body())
         self._close_client = self._close_client or framing.closes(headers)
-        self.client_side.write_sequence([self._response_head(headers), *body])
         self._response_started = True
+        PacedWriter.write(self.client_side.transport, [self._response_head(headers), *body], self._buffered_response_sent)
+
+    def _buffered_response_sent(self) -> None:
         self._response_sent = True
         self._maybe_finish()
 
@@ -338,26 +329,19 @@ class Exchange:
             and body_framing.length > threshold
         )
 
-    def _buffer_limits(self, body_framing: http1.BodyFraming | None, stream: Any) -> tuple[int | None, Any]:
-        """How far a body may be buffered, and what happens past that: stream it or refuse it."""
+    def _buffer_sink(
+        self, body_framing: http1.BodyFraming | None, done: Callable[[bytes, Fields], None], stream: Callable[[list[http1.Data]], None]
+    ) -> BufferSink:
+        """A sink that buffers a body, and what happens past the limits: stream it on or refuse it."""
         settings = self.context.settings
-        unknown_length = body_framing is not None and body_framing.kind in (
-            http1.FramingKind.CHUNKED,
-            http1.FramingKind.UNTIL_CLOSE,
-        )
+        unknown_length = body_framing is None or body_framing.length is None
         stream_at = settings.stream_large_bodies if unknown_length else None
-        limits = [limit for limit in (stream_at, settings.body_size_limit) if limit is not None]
-        if not limits:
-            return None, None
-        limit = min(limits)
-
-        def overflow(pieces: list[http1.Data]) -> None:
-            if stream_at is not None and limit == stream_at:
-                stream(pieces)
-            else:
-                self._body_too_large(limit)
-
-        return limit, overflow
+        limit_to = settings.body_size_limit
+        if stream_at is not None and (limit_to is None or stream_at <= limit_to):
+            return BufferSink(done, self._source_failed, stream_at, stream, keep_pieces=True)
+        if limit_to is not None:
+            return BufferSink(done, self._source_failed, limit_to, lambda _: self._body_too_large(limit_to))
+        return BufferSink(done, self._source_failed)
 
     def _body_too_large(self, limit: int) -> None:
         if self.flow.response is None:

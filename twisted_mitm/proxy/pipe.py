@@ -22,10 +22,11 @@ read plus the destination transport's own buffer (see docs/design.md).
 from __future__ import annotations
 
 import enum
+import io
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime, ITransport
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer, IPushProducer, IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -219,9 +220,14 @@ class BodySink(Protocol):
 class BufferSink:
     """Keeps a body in memory for the hooks.
 
-    C{overflow} is called once the body passes C{limit} bytes (with the pieces so far),
-    after which this sink forwards nothing; C{done} gets the whole body at its end and
-    C{failed} a failure of the source.
+    C{overflow} is called once the body passes C{limit} bytes, after which this sink
+    takes nothing more; C{done} gets the whole body at its end and C{failed} a failure
+    of the source. With C{keep_pieces} the pieces read so far are kept as they came (with
+    their chunk boundaries) and handed to C{overflow}, so they can be streamed on;
+    otherwise the body goes straight into one growing buffer, so that holding a body
+    costs about its size once, not twice. (The buffer is deliberately not sized from a
+    declared Content-Length: a client could make the proxy allocate memory for a body
+    it never sends.)
     """
 
     def __init__(
@@ -230,8 +236,10 @@ class BufferSink:
         failed: Callable[[Failure], None],
         limit: int | None = None,
         overflow: Callable[[list[http1.Data]], None] | None = None,
+        keep_pieces: bool = False,
     ) -> None:
-        self._pieces: list[http1.Data] = []
+        self._pieces: list[http1.Data] | None = [] if keep_pieces else None
+        self._buffer = io.BytesIO()
         self._size = 0
         self._done = done
         self._failed = failed
@@ -242,16 +250,26 @@ class BufferSink:
     def write(self, piece: http1.Data) -> None:
         if self._overflowed:
             return
-        self._pieces.append(piece)
+        if self._pieces is not None:
+            self._pieces.append(piece)
+        else:
+            self._buffer.write(piece.data)
         self._size += len(piece.data)
         if self._limit is not None and self._size > self._limit and self._overflow is not None:
             self._overflowed = True
-            pieces, self._pieces = self._pieces, []
+            pieces, self._pieces = self._pieces or [], None
+            self._buffer = io.BytesIO()
             self._overflow(pieces)
 
     def finish(self, trailers: Fields) -> None:
-        if not self._overflowed:
-            self._done(b"".join(piece.data for piece in self._pieces), trailers)
+        if self._overflowed:
+            return
+        if self._pieces is not None:
+            body = b"".join(piece.data for piece in self._pieces)
+        else:
+            body = self._buffer.getvalue()
+        self._pieces, self._buffer = None, io.BytesIO()
+        self._done(body, trailers)
 
     def abort(self, reason: Failure) -> None:
         if not self._overflowed:
@@ -272,6 +290,54 @@ class DiscardSink:
 
     def abort(self, reason: Failure) -> None:
         pass
+
+
+@implementer(IPullProducer)
+class PacedWriter:
+    """Writes a message held in memory to a transport a slice at a time, as it drains.
+
+    Handing a large body to C{transport.write} at once would make the transport keep a
+    second copy of it (and TLS encrypt all of it in one go); registered as a pull
+    producer, this writes C{slice_size} bytes each time the transport asks for more.
+    C{done} is called once everything was handed over.
+    """
+
+    slice_size = 256 * 1024
+
+    def __init__(self, transport: IConsumer, pieces: list[bytes], done: Callable[[], None]) -> None:
+        self._transport = transport
+        self._pieces = [piece for piece in pieces if piece]
+        self._offset = 0
+        self._done = done
+        self._stopped = False
+
+    @classmethod
+    def write(cls, transport: IConsumer, pieces: list[bytes], done: Callable[[], None]) -> None:
+        """Write C{pieces}: at once when they are small, paced by the transport otherwise."""
+        if sum(len(piece) for piece in pieces) <= cls.slice_size:
+            transport.writeSequence(pieces)
+            done()
+            return
+        transport.registerProducer(cls(transport, pieces, done), False)
+
+    def resumeProducing(self) -> None:
+        if self._stopped:
+            return
+        piece = self._pieces[0]
+        end = self._offset + self.slice_size
+        self._transport.write(piece[self._offset : end] if self._offset or end < len(piece) else piece)
+        if end < len(piece):
+            self._offset = end
+            return
+        self._pieces.pop(0)
+        self._offset = 0
+        if not self._pieces:
+            self._stopped = True
+            self._transport.unregisterProducer()
+            self._done()
+
+    def stopProducing(self) -> None:
+        self._stopped = True
 
 
 class BodyWriter(Protocol):

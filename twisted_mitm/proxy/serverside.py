@@ -153,6 +153,7 @@ class ServerSideProtocol(Protocol):
         self.reusable = False
         self._switched = protocol
         self.pump.hold(Hold.SWITCHED)
+        self.pump.stop_watching()
         self.pump.detach()
         protocol.dataReceived(head + self.pump.reader.take_buffered())
 

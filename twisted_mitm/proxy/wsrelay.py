@@ -167,9 +167,12 @@ class _Leg:
     accumulated; in message mode autobahn's defaults reassemble whole messages.
     """
 
-    relay: WebSocketRelay
     from_client: bool
     _lost = False
+
+    def __init__(self, relay: WebSocketRelay) -> None:
+        super().__init__()
+        self.relay = relay
 
     # Data.
 
@@ -239,11 +242,7 @@ class ServerLeg(_Leg, WebSocketClientProtocol):
     """
 
     from_client = False
-
-    def __init__(self, relay: WebSocketRelay) -> None:
-        super().__init__()
-        self.relay = relay
-        self.handshake_failure: str | None = None
+    handshake_failure: str | None = None
 
     def onConnect(self, response: Any) -> Deferred[None]:
         return self.relay.server_accepted(response)
@@ -257,10 +256,6 @@ class ClientLeg(_Leg, WebSocketServerProtocol):
     """Faces the client: an autobahn server fed the client's upgrade request."""
 
     from_client = True
-
-    def __init__(self, relay: WebSocketRelay) -> None:
-        super().__init__()
-        self.relay = relay
 
     def onConnect(self, request: Any) -> tuple[str | None, dict[str, list[str]]]:
         return self.relay.client_connecting()
@@ -360,6 +355,7 @@ class WebSocketRelay:
         self._valves: dict[bool, _Valve] = {}
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._busy = False
+        self._draining = False
         self._started = False
         self._ended = False
         self._gone: set[bool] = set()
@@ -560,6 +556,9 @@ class WebSocketRelay:
     def _close_other(self, from_client: bool, code: int | None, reason: str | None) -> None:
         destination = self._leg(not from_client)
         if destination is not None and destination.can_send:
+            # No close-handshake timer: the peer answers once it has read all that came
+            # before the close, and a slow reader must not be cut off before the end.
+            destination.closeHandshakeTimeout = 0  # type: ignore[attr-defined]
             destination.sendCloseFrame(code, reason.encode() if reason else None)
 
     def leg_closed(self, leg: _Leg, was_clean: bool, code: int | None, reason: str | None) -> None:
@@ -629,13 +628,25 @@ class WebSocketRelay:
         self._run_queue()
 
     def _run_queue(self) -> None:
-        while self._started and not self._busy and self._queue:
-            action, args = self._queue.popleft()
-            waiting = action(*args)
-            if isinstance(waiting, Deferred):
-                self._busy = True
-                waiting.addCallback(self._action_done)
-                waiting.addErrback(self._internal_error)
+        """Run queued actions in order; an action's Deferred holds the rest until it fires.
+
+        A call made while the loop is running (an action that finished at once, or that
+        queued another) returns at once and the running loop carries on, so a long queue
+        of quick hooks does not recurse.
+        """
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._started and not self._busy and self._queue:
+                action, args = self._queue.popleft()
+                waiting = action(*args)
+                if isinstance(waiting, Deferred):
+                    self._busy = True
+                    waiting.addCallback(self._action_done)
+                    waiting.addErrback(self._internal_error)
+        finally:
+            self._draining = False
         self._update_valves()
         self._maybe_end()
 
