@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 from twisted_mitm import http1
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.proxy.pipe import (
+    PacedWriter,
     BodyPipe,
     BufferSink,
     ChunkedWriter,
@@ -253,3 +254,42 @@ class BufferSinkTests(SynchronousTestCase):
         sink.write(http1.Data(b"ef"))
         sink.finish(())
         self.assertEqual((overflowed, done), ([[]], []))
+
+
+class PacedWriterTests(SynchronousTestCase):
+    """Writing a buffered message as the transport drains."""
+
+    def test_small_message_written_at_once(self) -> None:
+        """A message up to one slice is written immediately, with no producer."""
+        transport = StringTransport()
+        done: list[bool] = []
+        PacedWriter.write(transport, [b"head", b"body"], lambda: done.append(True))
+        self.assertEqual((transport.value(), transport.producer, done), (b"headbody", None, [True]))
+
+    def test_large_message_written_slice_by_slice(self) -> None:
+        """A large message is written one slice per resumeProducing, then the producer leaves."""
+        transport = StringTransport()
+        body = bytes(range(256)) * (PacedWriter.slice_size // 256 * 2 + 1)
+        done: list[bool] = []
+        PacedWriter.write(transport, [b"head", body], lambda: done.append(True))
+        producer = transport.producer
+        verifyObject(IPullProducer, producer)
+        self.assertFalse(transport.streaming)
+        for _ in range(10):
+            written = len(transport.value())
+            producer.resumeProducing()
+            self.assertLessEqual(len(transport.value()) - written, PacedWriter.slice_size)
+            if transport.producer is None:
+                break
+        self.assertEqual((transport.value(), done), (b"head" + body, [True]))
+
+    def test_stopped_writer_writes_nothing_more(self) -> None:
+        """After stopProducing (the connection is gone) nothing more is written and done is not called."""
+        transport = StringTransport()
+        done: list[bool] = []
+        PacedWriter.write(transport, [b"x" * (PacedWriter.slice_size * 3)], lambda: done.append(True))
+        producer = transport.producer
+        producer.stopProducing()
+        written = transport.value()
+        producer.resumeProducing()
+        self.assertEqual((transport.value(), done), (written, []))

@@ -370,9 +370,16 @@ class Exchange:
     def _hook(self, hook: object, then: Callable[..., None] | None = None, *args: object) -> None:
         """Trigger C{hook}; then, unless the exchange ended meanwhile, call C{then(*args)}."""
         triggered = self.context.addons.trigger(hook)
-        if then is not None:
-            triggered.addCallback(self._after_hook, then, args)
-        triggered.addErrback(self._internal_error)
+        if then is None:
+            triggered.addErrback(self._internal_error)
+        elif triggered.called:
+            # Every addon answered at once (the common case): go on without Deferred callbacks.
+            try:
+                self._after_hook(None, then, args)
+            except Exception:
+                self._internal_error(Failure())
+        else:
+            triggered.addCallback(self._after_hook, then, args).addErrback(self._internal_error)
 
     def _after_hook(self, _: object, then: Callable[..., None], args: tuple[object, ...]) -> None:
         if not self._done:

@@ -26,7 +26,7 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer, IPushProducer, IReactorTime, ITransport
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPullProducer, IPushProducer, IReactorTime, ITCPTransport, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -35,6 +35,17 @@ from twisted_mitm import http1
 from twisted_mitm.exceptions import ProtocolError
 
 Fields = tuple[tuple[bytes, bytes], ...]
+
+
+def no_delay(transport: object) -> None:
+    """Send small writes at once (no Nagle delay) on a TCP transport, TLS-wrapped or not.
+
+    A proxy writes a head and then a body, or a chunk header and then its data; with
+    Nagle's algorithm the second write could wait for the peer's delayed ACK.
+    """
+    tcp = ITCPTransport(transport, None)
+    if tcp is not None:
+        tcp.setTcpNoDelay(True)
 
 
 class Hold(enum.Enum):
