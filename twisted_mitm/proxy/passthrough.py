@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_mitm.connection import Client, Server
-from twisted_mitm.proxy.serverside import UNLIMITED
+from twisted_mitm.proxy.serverside import tcp_endpoint
 from twisted_mitm.hooks import TcpEndHook, TcpErrorHook, TcpMessageHook, TcpStartHook
 from twisted_mitm.flow import Error
 from twisted_mitm.tcp import TCPFlow, TCPMessage
@@ -132,8 +132,7 @@ class TCPRelay(Protocol):
         self._valves[True].hold("connecting")
         if self.flow is not None:
             self.flow.on_kill = self._close_both
-        timeout = self.context.settings.connect_timeout or UNLIMITED
-        endpoint = HostnameEndpoint(self.context.reactor, self.host, self.port, timeout=timeout)
+        endpoint = tcp_endpoint(self.context.reactor, self.host, self.port, self.context.settings.connect_timeout)
         connecting = connectProtocol(endpoint, _UpstreamLeg(self))
         connecting.addErrback(self._connect_failed)
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IHandshakeListener, IProtocol, IReactorTime
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener, IProtocol, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -247,7 +248,7 @@ def connect_upstream(
     504 when connecting (TCP and TLS together) took longer than C{timeout} seconds.
     """
     scheme, host, port = key
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout or UNLIMITED)
+    endpoint = tcp_endpoint(reactor, host, port, timeout)
     if tls_creator is not None:
         endpoint = wrapClientTLS(tls_creator, endpoint)
     protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
@@ -275,6 +276,19 @@ class _OneShotFactory(Factory):
 
 #: What "no limit" means for a connect timeout: Twisted's endpoints need a number.
 UNLIMITED = 365 * 24 * 3600.0
+
+
+def tcp_endpoint(reactor: Any, host: str, port: int, timeout: float | None) -> IStreamClientEndpoint:
+    """An endpoint for C{host:port}: IP addresses are connected to at once, names resolved first.
+
+    C{HostnameEndpoint} would resolve an IP address too, through a thread.
+    """
+    seconds = timeout or UNLIMITED
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=seconds)
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=seconds)
+    return HostnameEndpoint(reactor, host, port, timeout=seconds)
 
 
 def _cancel_timer(result: object, timer: Any) -> object:
