@@ -37,7 +37,7 @@ from twisted_mitm.hooks import (
 from twisted_mitm.http import Headers, HTTPFlow, Request
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.framing import buffered_response
-from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump, no_delay
+from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerSideProtocol, UpstreamKey, connect_upstream
 from twisted_mitm.proxy.tls import log_client_tls_failure, upstream_creator
 
@@ -79,7 +79,7 @@ class ClientSideProtocol(Protocol):
         if self.client is None:
             peer, host = self.transport.getPeer(), self.transport.getHost()
             self.client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port))
-            no_delay(self.transport)
+            tune_transport(self.transport)
             self._hook(ClientConnectedHook(self.client))
         self.pump.attach(self.transport)
         self._wait_for_request()

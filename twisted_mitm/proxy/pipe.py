@@ -37,15 +37,22 @@ from twisted_mitm.exceptions import ProtocolError
 Fields = tuple[tuple[bytes, bytes], ...]
 
 
-def no_delay(transport: object) -> None:
-    """Send small writes at once (no Nagle delay) on a TCP transport, TLS-wrapped or not.
+#: Bytes read per C{recv} and buffered per transport before it pushes back: four times
+#: Twisted's default, which measurably cuts the per-chunk cost of streaming.
+TRANSPORT_BUFFER = 256 * 1024
 
-    A proxy writes a head and then a body, or a chunk header and then its data; with
-    Nagle's algorithm the second write could wait for the peer's delayed ACK.
+
+def tune_transport(transport: object) -> None:
+    """Set up a TCP transport (TLS-wrapped or not) for relaying.
+
+    Small writes go out at once (no Nagle delay: a proxy writes a head and then a body, a
+    chunk header and then its data), and reads and the write buffer use
+    L{TRANSPORT_BUFFER}.
     """
     tcp = ITCPTransport(transport, None)
     if tcp is not None:
         tcp.setTcpNoDelay(True)
+        tcp.bufferSize = TRANSPORT_BUFFER
 
 
 class Hold(enum.Enum):

@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from twisted_mitm import http1
 from twisted_mitm.exceptions import ProtocolError
-from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, no_delay
+from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_transport
 from twisted_mitm.proxy.tls import describe_tls_failure
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class ServerSideProtocol(Protocol):
         self.server.peername = (peer.host, peer.port)
         host = self.transport.getHost()
         self.server.sockname = (host.host, host.port)
-        no_delay(self.transport)
+        tune_transport(self.transport)
         self.pump.attach(self.transport)
         if not self._tls:
             self.ready.callback(self)
