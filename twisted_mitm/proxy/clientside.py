@@ -34,12 +34,13 @@ from twisted_mitm.hooks import (
     ServerConnectionHookData,
     ServerDisconnectedHook,
 )
-from twisted_mitm.http import Headers, HTTPFlow, Request
+from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerSideProtocol, UpstreamKey, connect_upstream
 from twisted_mitm.proxy.tls import log_client_tls_failure, upstream_creator
+from twisted_mitm.proxy.tunnel import Tunnel
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -276,9 +277,13 @@ class ClientSideProtocol(Protocol):
     def _refuse(self, error: ProtocolError) -> None:
         """Answer a request that never became a flow, and close."""
         self._log.info("{client}: {reason} ({status})", client=_address(self.client), reason=error.reason, status=error.status)
-        headers, body = buffered_response(error_response(error.status, error.reason), b"HTTP/1.1", True)
-        response = error_response(error.status, error.reason)
-        self.write_sequence([http1.assemble_response_head(b"HTTP/1.1", error.status, response.data.reason, headers.fields), *body])
+        self._answer_and_close(error_response(error.status, error.reason), b"HTTP/1.1")
+
+    def _answer_and_close(self, response: Response, client_version: bytes) -> None:
+        """Send a response made by the proxy or a hook, then close the connection."""
+        headers, body = buffered_response(response, client_version, True)
+        head = http1.assemble_response_head(response.data.http_version, response.status_code, response.data.reason, headers.fields)
+        self.write_sequence([head, *body])
         self._closing = True
         self.transport.loseConnection()
 
@@ -297,14 +302,9 @@ class ClientSideProtocol(Protocol):
             return
         response = flow.response
         if response is not None and not 200 <= response.status_code < 300:
-            headers, body = buffered_response(response, flow.request.data.http_version, True)
-            self.write_sequence([http1.assemble_response_head(response.data.http_version, response.status_code, response.data.reason, headers.fields), *body])
-            self._closing = True
-            self.transport.loseConnection()
+            self._answer_and_close(response, flow.request.data.http_version)
             return
         self.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        from twisted_mitm.proxy.tunnel import Tunnel
-
         self.switch_protocols(Tunnel(self.context, self, flow))
 
     def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: ServerSideProtocol | None = None) -> None:

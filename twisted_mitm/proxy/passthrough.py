@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_passthrough -*-
 """A raw TCP relay for CONNECT tunnels that are not intercepted, with optional TCP flows.
 
-The relay is Twisted's port-forward idiom done fully: each leg's reading (a L{_Valve}
+The relay is Twisted's port-forward idiom done fully: each leg's reading (a L{Valve}
 around its transport) is registered as the other leg's streaming producer, so a slow
 reader on one side pauses the socket on the other, in both directions; a half-close
 travels across, and the relay closes both legs once both directions have ended; and a
@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_mitm.connection import Client, Server
+from twisted_mitm.proxy.pipe import Valve
 from twisted_mitm.proxy.serverside import tcp_endpoint
 from twisted_mitm.hooks import TcpEndHook, TcpErrorHook, TcpMessageHook, TcpStartHook
 from twisted_mitm.flow import Error
@@ -56,41 +57,6 @@ class _UpstreamLeg(Protocol):
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self.relay.leg_lost(reason, from_client=False)
-
-
-@implementer(IPushProducer)
-class _Valve:
-    """Reading on one leg, paused while any reason to pause it holds.
-
-    The reasons: the other leg's write buffer is full (the other transport calls
-    C{pauseProducing}/C{resumeProducing}: the valve is its streaming producer), a chunk
-    from this leg waits for its C{tcp_message} hook, or the other leg is still connecting.
-    One reason ending must not resume a leg that another reason still holds.
-    """
-
-    def __init__(self, transport: ITransport) -> None:
-        self.transport = transport
-        self._reasons: set[str] = set()
-
-    def hold(self, reason: str) -> None:
-        if not self._reasons:
-            self.transport.pauseProducing()
-        self._reasons.add(reason)
-
-    def release(self, reason: str) -> None:
-        if reason in self._reasons:
-            self._reasons.remove(reason)
-            if not self._reasons:
-                self.transport.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self.hold("consumer")
-
-    def resumeProducing(self) -> None:
-        self.release("consumer")
-
-    def stopProducing(self) -> None:
-        self.transport.stopProducing()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -125,10 +91,10 @@ class TCPRelay(Protocol):
         self._queue: list[tuple[bytes, bool]] = []
         self._hook_running = False
         # Each leg's reading, by from_client: True is the client's, False the server's.
-        self._valves: dict[bool, _Valve] = {}
+        self._valves: dict[bool, Valve] = {}
 
     def connectionMade(self) -> None:
-        self._valves[True] = _Valve(self.transport)
+        self._valves[True] = Valve(self.transport)
         self._valves[True].hold("connecting")
         if self.flow is not None:
             self.flow.on_kill = self._close_both
@@ -152,7 +118,7 @@ class TCPRelay(Protocol):
         if self._closed:
             transport.loseConnection()
             return
-        self._valves[False] = _Valve(transport)
+        self._valves[False] = Valve(transport)
         self.transport.registerProducer(self._valves[False], True)
         transport.registerProducer(self._valves[True], True)
         started = self.context.addons.trigger(TcpStartHook(self.flow)) if self.flow is not None else None

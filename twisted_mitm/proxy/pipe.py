@@ -227,6 +227,43 @@ class ReaderPump:
             self.on_stop()
 
 
+@implementer(IPushProducer)
+class Valve:
+    """Reading on one leg of a relay, paused while any reason to pause it holds.
+
+    Registered as the streaming producer of the other leg's transport (Twisted's
+    portforward idiom), so a full destination is one reason (C{"destination full"}); a
+    relay adds its own (a hook running, a leg still connecting). One reason ending must
+    not resume a leg that another reason still holds.
+    """
+
+    def __init__(self, transport: IPushProducer) -> None:
+        self.transport = transport
+        self._reasons: set[str] = set()
+
+    def hold(self, reason: str) -> None:
+        """Pause reading for C{reason}."""
+        if not self._reasons:
+            self.transport.pauseProducing()
+        self._reasons.add(reason)
+
+    def release(self, reason: str) -> None:
+        """Lift C{reason}; resume reading once no reason is left."""
+        if reason in self._reasons:
+            self._reasons.remove(reason)
+            if not self._reasons:
+                self.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.hold("destination full")
+
+    def resumeProducing(self) -> None:
+        self.release("destination full")
+
+    def stopProducing(self) -> None:
+        """The destination is gone; the relay closes this leg itself when a leg is lost."""
+
+
 class BodySink(Protocol):
     """Where the pieces of one body go as they are read."""
 

@@ -39,7 +39,7 @@ from autobahn.websocket.compress import (
 )
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -49,6 +49,7 @@ from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.flow import Error
 from twisted_mitm.hooks import WebsocketEndHook, WebsocketMessageHook, WebsocketStartHook
 from twisted_mitm.http import Headers, HTTPFlow, Request
+from twisted_mitm.proxy.pipe import Valve
 from twisted_mitm.websocket import Opcode, WebSocketData, WebSocketMessage
 
 if TYPE_CHECKING:
@@ -125,39 +126,6 @@ class _CapturingTransport:
 
     def unregisterProducer(self) -> None:
         self._transport.unregisterProducer()
-
-
-@implementer(IPushProducer)
-class _Valve:
-    """Pauses one leg's socket while the other leg's socket is full or hooks are behind.
-
-    Registered as the streaming producer of the destination transport (the portforward
-    idiom), it keeps its own set of reasons so that the two causes never undo each other.
-    """
-
-    def __init__(self, source: Any) -> None:
-        self._source = source
-        self._reasons: set[str] = set()
-
-    def hold(self, reason: str) -> None:
-        if not self._reasons:
-            self._source.pauseProducing()
-        self._reasons.add(reason)
-
-    def release(self, reason: str) -> None:
-        if reason in self._reasons:
-            self._reasons.discard(reason)
-            if not self._reasons:
-                self._source.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self.hold("destination full")
-
-    def resumeProducing(self) -> None:
-        self.release("destination full")
-
-    def stopProducing(self) -> None:
-        """The destination is gone; the relay closes the source through its own leg."""
 
 
 class _Leg:
@@ -352,7 +320,7 @@ class WebSocketRelay:
         self._client_side: ClientSideProtocol | None = None
         self._server_side: ServerSideProtocol | None = None
         self._client_open: Deferred[None] = Deferred()
-        self._valves: dict[bool, _Valve] = {}
+        self._valves: dict[bool, Valve] = {}
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._busy = False
         self._draining = False
@@ -460,8 +428,8 @@ class WebSocketRelay:
 
     def _pair_transports(self, client: Any, server: Any) -> None:
         """Each leg's socket is paused while the other's is full (the portforward idiom)."""
-        self._valves[True] = _Valve(client)
-        self._valves[False] = _Valve(server)
+        self._valves[True] = Valve(client)
+        self._valves[False] = Valve(server)
         server.registerProducer(self._valves[True], True)
         client.registerProducer(self._valves[False], True)
 
@@ -624,7 +592,6 @@ class WebSocketRelay:
 
     def _enqueue(self, action: Callable[..., Any], *args: Any) -> None:
         self._queue.append((action, args))
-        self._update_valves()
         self._run_queue()
 
     def _run_queue(self) -> None:
