@@ -484,3 +484,12 @@ class HookRecorder:
     def names(self, *only: str) -> list[str]:
         """The names of the hooks received, in order; only those in C{only} if given."""
         return [name for name, _ in self.calls if not only or name in only]
+
+
+def rss() -> int:
+    """This process's resident set size in bytes (Linux); the in-process proxy counts in it."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")

@@ -29,6 +29,7 @@ from tests.support import (
     origin_certificate,
     reactor,
     respond,
+    rss,
     start_proxy,
     start_raw_origin,
     wait_until,
@@ -114,15 +115,6 @@ def digest_of(count: int, seed: int) -> str:
     for chunk in chunks(count, seed):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def rss() -> int:
-    """This process's resident memory in bytes (the proxy runs in it)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 class _MemoryWatch:

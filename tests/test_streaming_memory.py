@@ -18,22 +18,13 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from tests.support import RawClient, listen, raw_client, reactor, start_proxy, wait_until
+from tests.support import RawClient, listen, raw_client, reactor, rss, start_proxy, wait_until
 
 TOTAL = 256 << 20
 BLOCK = b"m" * (256 << 10)
 #: How much the process's RSS may grow while the body streams.
 BUDGET = 32 << 20
 STALL = 3.0
-
-
-def rss() -> int:
-    """This process's resident set size in bytes (Linux)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 @implementer(IPullProducer)

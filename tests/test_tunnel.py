@@ -14,6 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.support import curl, respond, start_echo_origin, start_proxy, start_raw_origin, wait_until
 from tests.test_tls_proxy import Recorder, connect_tunnel
+from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.tcp import TCPFlow
 
 
@@ -79,6 +80,20 @@ class TCPFlowTests(TestCase):
         self.assertEqual((sent, received), (b"".join(messages), b"".join(messages)))
         self.assertEqual(flow.server_conn.address, ("127.0.0.1", echo.port))
         self.assertFalse(flow.live)
+
+    async def test_kept_messages_bounded_in_bytes(self) -> None:
+        """A TCP flow keeps only its latest messages once they pass max_kept_bytes; relaying is unaffected."""
+        self.patch(TCPRelay, "max_kept_bytes", 20)
+        echo = start_echo_origin(self)
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[recorder])
+        messages = [b"\x00first message.", b"\x01second message", b"\x02third message."]
+        replies = await deferToThread(converse, proxy.port, f"127.0.0.1:{echo.port}", messages)
+        self.assertEqual(replies, [*messages, b""])
+        await wait_until(lambda: "tcp_end" in recorder.names())
+        kept = recorder.flows("tcp_end")[0].messages
+        self.assertLessEqual(sum(len(m.content) for m in kept), 20)
+        self.assertEqual(kept[-1].content, messages[-1])
 
     async def test_tcp_message_rewrites(self) -> None:
         """A tcp_message hook that rewrites flow.messages[-1].content changes what the origin receives (tcp-simple)."""

@@ -15,6 +15,7 @@ hold.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
@@ -72,8 +73,10 @@ class TCPRelay(Protocol):
 
     _log = Logger()
 
-    #: most messages a TCP flow keeps; older ones are dropped from C{flow.messages}
+    #: most messages, and most bytes, a TCP flow keeps; older messages are dropped from
+    #: C{flow.messages} so that a long relay shown to scripts stays bounded in memory
     max_kept_messages = 1000
+    max_kept_bytes = 16 << 20
 
     def __init__(self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool) -> None:
         self.context = context
@@ -90,6 +93,8 @@ class TCPRelay(Protocol):
         self._closed = False
         self._queue: list[tuple[bytes, bool]] = []
         self._hook_running = False
+        self._kept_sizes: deque[int] = deque()
+        self._kept_bytes = 0
         # Each leg's reading, by from_client: True is the client's, False the server's.
         self._valves: dict[bool, Valve] = {}
 
@@ -170,11 +175,21 @@ class TCPRelay(Protocol):
         assert self.flow is not None
         data, from_client = self._queue.pop(0)
         message = TCPMessage(from_client, data, time.time())
-        self.flow.messages.append(message)
-        del self.flow.messages[: -self.max_kept_messages]
+        self._keep(message)
         self._hook_running = True
         triggered = self.context.addons.trigger(TcpMessageHook(self.flow))
         triggered.addCallback(lambda _: self._message_done(message))
+
+    def _keep(self, message: TCPMessage) -> None:
+        """Record C{message} in the flow, forgetting the oldest past the bounds."""
+        assert self.flow is not None
+        messages = self.flow.messages
+        messages.append(message)
+        self._kept_sizes.append(len(message.content))
+        self._kept_bytes += len(message.content)
+        while len(messages) > 1 and self._kept_sizes and (len(messages) > self.max_kept_messages or self._kept_bytes > self.max_kept_bytes):
+            messages.pop(0)
+            self._kept_bytes -= self._kept_sizes.popleft()
 
     def _message_done(self, message: TCPMessage) -> None:
         if self._closed:
