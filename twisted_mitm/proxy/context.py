@@ -3,6 +3,8 @@
 
 L{ProxySettings} is the options as the hot path needs them, parsed once whenever they
 change (sizes as ints, regexes compiled), so no request ever parses an option string.
+L{WebSocketRelays} knows the live WebSocket relays, for the C{inject.websocket} command;
+the relay itself (and autobahn) is only imported on the first upgrade.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twisted.logger import Logger
+
 from twisted_mitm.options import Options, parse_size
-from twisted_mitm.proxy.wsrelay import WebSocketRelays
 
 if TYPE_CHECKING:
     from twisted_mitm.addonmanager import AddonManager
     from twisted_mitm.certs import CertStore
+    from twisted_mitm.http import HTTPFlow
     from twisted_mitm.master import Master
+    from twisted_mitm.proxy.wsrelay import WebSocketRelay
 
 
 def _size(value: str | None) -> int | None:
@@ -97,3 +102,27 @@ class ProxyContext:
 
     def _options_changed(self, updated: set[str]) -> None:
         self.settings = ProxySettings.from_options(self.master.options)
+
+
+class WebSocketRelays:
+    """The live relays of one proxy, by flow id; provides the C{inject.websocket} command."""
+
+    _log = Logger()
+
+    def __init__(self) -> None:
+        self._relays: dict[str, WebSocketRelay] = {}
+
+    def add(self, flow: HTTPFlow, relay: WebSocketRelay) -> None:
+        self._relays[flow.id] = relay
+
+    def remove(self, flow: HTTPFlow) -> None:
+        self._relays.pop(flow.id, None)
+
+    def inject(self, flow: HTTPFlow, to_client: bool, message: bytes | str, is_text: bool = True) -> None:
+        """C{inject.websocket}: send C{message} to the client (or the server) of a live WebSocket flow."""
+        relay = self._relays.get(flow.id)
+        if relay is None:
+            self._log.warn("inject.websocket: {flow!r} is not a live WebSocket connection", flow=flow)
+            return
+        content = message.encode() if isinstance(message, str) else bytes(message)
+        relay.inject(to_client, content, is_text)

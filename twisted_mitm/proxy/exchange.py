@@ -32,11 +32,11 @@ from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, Hold, PacedWriter
 from twisted_mitm.proxy.serverside import ServerSideProtocol
 from twisted_mitm.proxy.transform import make_transform
-from twisted_mitm.proxy.wsrelay import WebSocketRelay, is_websocket_upgrade
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.clientside import ClientSideProtocol
     from twisted_mitm.proxy.context import ProxyContext
+    from twisted_mitm.proxy.wsrelay import WebSocketRelay
 
 
 def error_response(status: int, reason: str) -> Response:
@@ -122,7 +122,11 @@ class Exchange:
     def _send_buffered_request(self, server: ServerSideProtocol) -> None:
         request = self.flow.request
         headers, body = framing.buffered_request(request)
-        if is_websocket_upgrade(request):
+        if framing.is_websocket_upgrade(request):
+            # autobahn is imported on the first upgrade, not at start-up: it costs about
+            # 8 MiB of resident memory that a proxy without WebSocket traffic never needs.
+            from twisted_mitm.proxy.wsrelay import WebSocketRelay
+
             self._websocket = WebSocketRelay(self.context, self.flow)
             headers = self._websocket.upstream_headers(headers, server)
         server.send_request(request.data.method, self._request_head(headers), self)

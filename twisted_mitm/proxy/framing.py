@@ -25,9 +25,23 @@ WriterFactory = Callable[[IConsumer], BodyWriter]
 PROXY_ONLY_FIELDS = ("proxy-connection", "proxy-authorization")
 
 
+def header_tokens(headers: Headers, name: str) -> set[str]:
+    """The lower-cased comma-separated tokens of all C{name} fields."""
+    return {token.strip().lower() for value in headers.get_all(name) for token in value.split(",")}
+
+
 def connection_tokens(headers: Headers) -> set[str]:
     """The lower-cased tokens of all Connection fields."""
-    return {token.strip().lower() for value in headers.get_all("connection") for token in value.split(",")}
+    return header_tokens(headers, "connection")
+
+
+def is_websocket_upgrade(request: Request) -> bool:
+    """Whether C{request} asks to switch to WebSocket (RFC 6455 §4.1)."""
+    return (
+        request.method == "GET"
+        and "websocket" in header_tokens(request.headers, "upgrade")
+        and "upgrade" in connection_tokens(request.headers)
+    )
 
 
 def closes(headers: Headers) -> bool:
@@ -39,8 +53,7 @@ def client_keeps_alive(request: Request) -> bool:
     """Whether the client expects the connection to stay open after this exchange."""
     tokens = connection_tokens(request.headers)
     if request.data.http_version == b"HTTP/1.0":
-        proxy_tokens = {token.strip().lower() for value in request.headers.get_all("proxy-connection") for token in value.split(",")}
-        return "keep-alive" in tokens or "keep-alive" in proxy_tokens
+        return "keep-alive" in tokens or "keep-alive" in header_tokens(request.headers, "proxy-connection")
     return "close" not in tokens
 
 

@@ -48,7 +48,7 @@ from twisted_mitm import http1
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.flow import Error
 from twisted_mitm.hooks import WebsocketEndHook, WebsocketMessageHook, WebsocketStartHook
-from twisted_mitm.http import Headers, HTTPFlow, Request
+from twisted_mitm.http import Headers, HTTPFlow
 from twisted_mitm.proxy.pipe import Valve
 from twisted_mitm.websocket import Opcode, WebSocketData, WebSocketMessage
 
@@ -72,19 +72,6 @@ _HANDSHAKE_FIELDS = frozenset(
 
 #: Hook waits (observation hooks in stream mode) allowed before the sockets are paused.
 _STREAM_QUEUE_LIMIT = 32
-
-
-def _tokens(headers: Headers, name: str) -> set[str]:
-    return {token.strip().lower() for value in headers.get_all(name) for token in value.split(",")}
-
-
-def is_websocket_upgrade(request: Request) -> bool:
-    """Whether C{request} asks to switch to WebSocket (RFC 6455 §4.1)."""
-    return (
-        request.method == "GET"
-        and "websocket" in _tokens(request.headers, "upgrade")
-        and "upgrade" in _tokens(request.headers, "connection")
-    )
 
 
 @implementer(ITransport)
@@ -659,27 +646,3 @@ def _parse_request_fields(head: bytes) -> dict[str, str]:
     event = reader.next_event()
     assert isinstance(event, http1.RequestHead)
     return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers}
-
-
-class WebSocketRelays:
-    """The live relays of one proxy, by flow id; provides the C{inject.websocket} command."""
-
-    _log = Logger()
-
-    def __init__(self) -> None:
-        self._relays: dict[str, WebSocketRelay] = {}
-
-    def add(self, flow: HTTPFlow, relay: WebSocketRelay) -> None:
-        self._relays[flow.id] = relay
-
-    def remove(self, flow: HTTPFlow) -> None:
-        self._relays.pop(flow.id, None)
-
-    def inject(self, flow: HTTPFlow, to_client: bool, message: bytes | str, is_text: bool = True) -> None:
-        """C{inject.websocket}: send C{message} to the client (or the server) of a live WebSocket flow."""
-        relay = self._relays.get(flow.id)
-        if relay is None:
-            self._log.warn("inject.websocket: {flow!r} is not a live WebSocket connection", flow=flow)
-            return
-        content = message.encode() if isinstance(message, str) else bytes(message)
-        relay.inject(to_client, content, is_text)
