@@ -407,10 +407,7 @@ class Exchange:
     def _finish(self) -> None:
         self._done = True
         self.flow.live = False
-        self.client_side.exchange_done(self, keep_alive=not self._close_client and self._client_keeps_alive())
-
-    def _client_keeps_alive(self) -> bool:
-        return framing.client_keeps_alive(self.flow.request)
+        self.client_side.exchange_done(self, keep_alive=not self._close_client and framing.client_keeps_alive(self.flow.request))
 
     def _source_failed(self, reason: Failure) -> None:
         self._fail(reason.value if reason.check(ProtocolError) else reason)

@@ -28,6 +28,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_mitm.connection import Client
 from twisted_mitm.http import HTTPFlow
 from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
@@ -150,7 +151,7 @@ class Tunnel(Protocol):
         if data:
             protocol.dataReceived(data)
 
-    def _client(self):  # type: ignore[no-untyped-def]
+    def _client(self) -> Client:
         client = self.client_side.client
         assert client is not None
         return client
