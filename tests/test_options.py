@@ -6,7 +6,6 @@ from typing import Optional, Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_mitm import options as options_module
 from twisted_mitm.exceptions import OptionsError
 from twisted_mitm.options import Options, default_options, parse_bool, parse_size
 
@@ -279,23 +278,3 @@ class DefaultOptionsTests(SynchronousTestCase):
             str(error), "ignore_hosts and allow_hosts are mutually exclusive; use one of them"
         )
         self.assertEqual(self.options.allow_hosts, [])
-
-    def test_parsed_size_cached_until_change(self) -> None:
-        """SIZE values are parsed once and re-parsed only after the option changes."""
-        parsed: list[str] = []
-
-        def counting_parse_size(text: str) -> int:
-            parsed.append(text)
-            return parse_size(text)
-
-        self.patch(options_module, "parse_size", counting_parse_size)
-        self.assertIsNone(self.options.parsed_size("stream_large_bodies"))
-        self.options.set("stream_large_bodies=3m")
-        parsed.clear()
-        for _ in range(3):
-            self.assertEqual(self.options.parsed_size("stream_large_bodies"), 3 * 1024**2)
-        self.assertEqual(parsed, ["3m"])
-        self.options.set("stream_large_bodies=1k")
-        parsed.clear()
-        self.assertEqual(self.options.parsed_size("stream_large_bodies"), 1024)
-        self.assertEqual(parsed, ["1k"])

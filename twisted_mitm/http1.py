@@ -130,13 +130,49 @@ _CHUNKED = BodyFraming(FramingKind.CHUNKED)
 _UNTIL_CLOSE = BodyFraming(FramingKind.UNTIL_CLOSE)
 
 
+# -- header knowledge shared by the whole proxy ---------------------------------------------
+
+
+def field_elements(headers: Headers, name: bytes) -> list[bytes]:
+    """The non-empty comma-separated elements of all fields called C{name} (lower case)."""
+    elements = (
+        element.strip(b" \t")
+        for key, value in headers
+        if key.lower() == name
+        for element in value.split(b",")
+    )
+    return [element for element in elements if element]
+
+
+def field_tokens(headers: Headers, name: bytes) -> set[bytes]:
+    """The lower-cased list elements of all fields called C{name} (lower case)."""
+    return {element.lower() for element in field_elements(headers, name)}
+
+
+def keeps_alive(http_version: bytes, headers: Headers, *, to_proxy: bool = False) -> bool:
+    """Whether the connection stays open after a message with these headers (RFC 9112 §9.3).
+
+    HTTP/1.0 needs an explicit C{keep-alive}; HTTP/1.1 stays open unless told C{close}.
+    With C{to_proxy}, a client's C{Proxy-Connection} counts as well as its C{Connection}.
+    """
+    tokens = field_tokens(headers, b"connection")
+    if to_proxy:
+        tokens |= field_tokens(headers, b"proxy-connection")
+    if http_version == b"HTTP/1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
+
+
+def response_has_body(request_method: bytes, status_code: int) -> bool:
+    """Whether a response with this status, to this method, carries a body (RFC 9112 §6.3)."""
+    return request_method != b"HEAD" and status_code >= 200 and status_code not in (204, 304)
+
+
 def _field_values(headers: Headers, name: bytes) -> list[bytes] | None:
     """All list elements of the fields called C{name} (lower case), or None if there are none."""
-    values = [value for key, value in headers if key.lower() == name]
-    if not values:
+    if not any(key.lower() == name for key, _ in headers):
         return None
-    elements = (element.strip(b" \t") for value in values for element in value.split(b","))
-    return [element for element in elements if element]
+    return field_elements(headers, name)
 
 
 def _content_length(headers: Headers, status: int) -> int | None:
@@ -177,12 +213,7 @@ def response_framing(head: ResponseHead, request_method: bytes) -> BodyFraming:
     @raise ProtocolError: 502 for an ambiguous or invalid length.
     """
     status = head.status_code
-    if (
-        request_method == b"HEAD"
-        or status < 200
-        or status in (204, 304)
-        or (request_method == b"CONNECT" and status < 300)
-    ):
+    if not response_has_body(request_method, status) or (request_method == b"CONNECT" and status < 300):
         return _NO_BODY
     codings = _field_values(head.headers, b"transfer-encoding")
     if codings is not None:

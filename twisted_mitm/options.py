@@ -223,14 +223,12 @@ class Options:
     Subscribers learn the names of changed options after each change; one raising
     L{OptionsError} undoes the change. Names given to L{set} with C{defer=True} that are not
     registered yet wait in C{_deferred} until L{process_deferred} finds them declared.
-    Parsed SIZE values are cached per option so the proxy never re-parses a text per request.
     """
 
     def __init__(self) -> None:
         self._options: dict[str, _Option] = {}
         self._subscribers: list[Callable[[set[str]], None]] = []
         self._deferred: dict[str, list[str | None]] = {}
-        self._sizes: dict[str, int | None] = {}
 
     def add_option(
         self,
@@ -255,7 +253,6 @@ class Options:
         if previous is not None and previous.kind == kind:
             option.value = option.validated(previous.value)
         self._options[name] = option
-        self._sizes.pop(name, None)
 
     def __getattr__(self, name: str) -> Any:
         options = self.__dict__.get("_options", {})
@@ -297,15 +294,6 @@ class Options:
     def choices(self, name: str) -> tuple[str, ...] | None:
         """The accepted values of an option, if it has a fixed list."""
         return self._option(name).choices
-
-    def parsed_size(self, name: str) -> int | None:
-        """The value of a SIZE option in bytes, or C{None} when unset; parsed once per change."""
-        try:
-            return self._sizes[name]
-        except KeyError:
-            value = self._option(name).value
-            size = self._sizes[name] = None if value is None else parse_size(value)
-            return size
 
     def subscribe(self, callback: Callable[[set[str]], None]) -> None:
         """Call C{callback(updated_names)} after every change; it may raise L{OptionsError}."""
@@ -376,7 +364,6 @@ class Options:
     def _apply(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
             self._options[name].value = value
-            self._sizes.pop(name, None)
 
     def _notify(self, updated: set[str]) -> None:
         for callback in list(self._subscribers):

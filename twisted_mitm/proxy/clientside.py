@@ -3,10 +3,10 @@
 
 L{ClientSideProtocol} reads requests with L{http1.RequestReader} through a
 L{ReaderPump} and starts one L{Exchange} per request, strictly one at a time, so
-pipelined requests are answered in order. It owns the upstream connection it reuses
-while the client keeps asking the same host. After a C{CONNECT} it turns into a
-tunnel and hands the bytes to whatever the tunnel turns out to carry (see
-L{twisted_mitm.proxy.tunnel}).
+pipelined requests are answered in order; to each exchange it is the L{ClientStream}
+(L{twisted_mitm.proxy.streams}), and its L{ServerConnections} give the exchange its
+upstream. After a C{CONNECT} it turns into a tunnel and hands the bytes to whatever
+the tunnel turns out to carry (see L{twisted_mitm.proxy.tunnel}).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import error as net_error
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, IProtocol
+from twisted.internet.interfaces import IConsumer, IHalfCloseableProtocol, IHandshakeListener, IProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,29 +24,18 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
-from twisted_mitm.hooks import (
-    ClientConnectedHook,
-    ClientDisconnectedHook,
-    HttpConnectHook,
-    ServerConnectedHook,
-    ServerConnectHook,
-    ServerConnectionHookData,
-    ServerDisconnectedHook,
-)
+from twisted_mitm.hooks import ClientConnectedHook, ClientDisconnectedHook, HttpConnectHook
 from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump, tune_transport
-from twisted_mitm.proxy.serverside import ServerSideProtocol, UpstreamKey, connect_upstream
-from twisted_mitm.proxy.tls import log_client_tls_failure, upstream_creator
-from twisted_mitm.proxy.tunnel import Tunnel
+from twisted_mitm.proxy.serverside import ServerConnections
+from twisted_mitm.proxy.tls import log_client_tls_failure
+from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
-
-
-#: Where requests inside a CONNECT tunnel go: scheme, host, port.
-TunnelTarget = tuple[bytes, str, int]
+    from twisted_mitm.proxy.streams import Upstream
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -69,7 +57,7 @@ class ClientSideProtocol(Protocol):
         self.pump = ReaderPump(http1.RequestReader(), self._event_received, self._protocol_error)
         self._exchange: Exchange | None = None
         self._body_sink: BodySink | None = None
-        self._server: ServerSideProtocol | None = None
+        self._upstreams: ServerConnections | None = None
         self._tunnel: IProtocol | None = None
         self._closing = False
         self._timer: Any = None
@@ -82,6 +70,7 @@ class ClientSideProtocol(Protocol):
             self.client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port))
             tune_transport(self.transport)
             self._hook(ClientConnectedHook(self.client))
+        self._upstreams = ServerConnections(self.context, self.client, self.tunnel_target[1] if self.tunnel_target else None)
         self.pump.attach(self.transport)
         self._wait_for_request()
 
@@ -121,13 +110,32 @@ class ClientSideProtocol(Protocol):
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.client_gone()
-        if self._server is not None:
-            self._server.close()
+        if self._upstreams is not None:
+            self._upstreams.close()
         if self.tunnel_target is None and self.client is not None:
             self.client.timestamp_end = time.time()
             self._hook(ClientDisconnectedHook(self.client))
 
-    # Used by the exchange.
+    # The ClientStream an exchange sees (twisted_mitm.proxy.streams).
+
+    @property
+    def framing(self) -> http1.BodyFraming | None:
+        """How the body of the request just read is delimited."""
+        return self.pump.reader.framing
+
+    @property
+    def producer(self) -> IPushProducer:
+        """The request reader: pausing it pauses reading from the client."""
+        return self.pump
+
+    @property
+    def consumer(self) -> IConsumer:
+        """Where response bytes are written."""
+        return self.transport
+
+    def hold_body(self) -> None:
+        """Read nothing of the request body until L{read_body}."""
+        self.pump.hold(Hold.DECIDING)
 
     def write(self, data: bytes) -> None:
         """Send bytes to the client."""
@@ -142,16 +150,15 @@ class ClientSideProtocol(Protocol):
         self._closing = True
         self.transport.abortConnection()
 
-    def read_request_body(self, sink: BodySink) -> None:
+    def read_body(self, sink: BodySink) -> None:
         """Send the body of the current request to C{sink} and start reading it.
 
         A client that then stops sending its body for C{connection_idle_timeout}
         seconds fails its exchange with a 408.
         """
         self._body_sink = sink
-        framing = self.pump.reader.framing
         timeout = self.context.settings.idle_timeout
-        if timeout is not None and framing is not None and framing.kind is not http1.FramingKind.NONE:
+        if timeout is not None and self.framing is not None and self.framing.kind is not http1.FramingKind.NONE:
             self.pump.watch_silence(self.context.reactor, timeout, self._client_silent)
         self.pump.release(Hold.DECIDING)
 
@@ -159,7 +166,7 @@ class ClientSideProtocol(Protocol):
         if self._exchange is not None:
             self._exchange.client_silent(timeout)
 
-    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+    def exchange_done(self, exchange: object, keep_alive: bool) -> None:
         """The exchange has answered the client: read the next request, or close."""
         if exchange is not self._exchange:
             return
@@ -173,44 +180,6 @@ class ClientSideProtocol(Protocol):
         else:
             self._closing = True
             self.transport.loseConnection()
-
-    def server_for(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
-        """A connection to the flow's current upstream, reused when it is still good."""
-        request = flow.request
-        key: UpstreamKey = (request.data.scheme, request.host, request.port)
-        current = self._server
-        if current is not None and current.key == key and current.connected and current.reusable:
-            return succeed(current)
-        if current is not None:
-            current.close()
-            self._server = None
-        server = Server(address=(request.host, request.port))
-        if request.data.scheme == b"https":
-            server.sni = self._upstream_sni(request.host)
-        hook = self.context.addons.trigger(ServerConnectHook(ServerConnectionHookData(server, self.client)))
-        return hook.addCallback(lambda _: self._open_upstream(key, server))
-
-    def _upstream_sni(self, host: str) -> str:
-        """The client's own SNI while the request still goes to the tunnel's host, else the host."""
-        assert self.client is not None
-        if self.tunnel_target is not None and host == self.tunnel_target[1] and self.client.sni:
-            return self.client.sni
-        return host
-
-    def _open_upstream(self, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
-        settings = self.context.settings
-        tls_creator = None
-        if server.sni is not None:
-            tls_creator = upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
-        connecting = connect_upstream(self.context.reactor, key, server, settings.connect_timeout, tls_creator)
-        return connecting.addCallback(self._upstream_opened)
-
-    def _upstream_opened(self, server: ServerSideProtocol) -> ServerSideProtocol:
-        self._server = server
-        data = ServerConnectionHookData(server.server, self.client)
-        self._hook(ServerConnectedHook(data))
-        server.lost.addCallback(lambda _: self._hook(ServerDisconnectedHook(data)))
-        return server
 
     # Requests.
 
@@ -234,8 +203,7 @@ class ClientSideProtocol(Protocol):
 
     def _request_head(self, head: http1.RequestHead) -> None:
         self.pump.hold(Hold.DECIDING)
-        framing = self.pump.reader.framing
-        assert framing is not None and self.client is not None
+        assert self.client is not None
         try:
             request = self._make_request(head)
         except ProtocolError as error:
@@ -246,7 +214,8 @@ class ClientSideProtocol(Protocol):
         if head.method == b"CONNECT":
             self._connect_requested(flow)
             return
-        self._exchange = Exchange(self.context, self, flow, framing)
+        assert self._upstreams is not None
+        self._exchange = Exchange(self.context, self, self._upstreams, flow)
         self._exchange.start()
 
     def _make_request(self, head: http1.RequestHead) -> Request:
@@ -305,16 +274,20 @@ class ClientSideProtocol(Protocol):
             self._answer_and_close(response, flow.request.data.http_version)
             return
         self.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        self.switch_protocols(Tunnel(self.context, self, flow))
+        self.switch_protocols(Tunnel(self.context, self.client, flow, self._inner_http))
 
-    def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: ServerSideProtocol | None = None) -> None:
+    def _inner_http(self, client: Client, target: TunnelTarget) -> ClientSideProtocol:
+        """The protocol for HTTP inside one of this connection's tunnels."""
+        return ClientSideProtocol(self.context, client, target)
+
+    def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: Upstream | None = None) -> None:
         """Hand the connection to C{protocol}: it left HTTP/1 (CONNECT tunnel, WebSocket).
 
         C{protocol} gets C{replay}, then the bytes read past the last request, then all
         that follows. C{upstream}, if given, goes with it: this protocol no longer closes it.
         """
-        if upstream is not None and upstream is self._server:
-            self._server = None
+        if upstream is not None and self._upstreams is not None:
+            self._upstreams.hand_over(upstream)
         self._tunnel = protocol
         self.pump.hold(Hold.SWITCHED)
         self.pump.detach()

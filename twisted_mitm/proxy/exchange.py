@@ -1,15 +1,19 @@
 # -*- test-case-name: tests.test_proxy -*-
 """One request and its response: hook order, buffer-or-stream, upstream, errors.
 
-An L{Exchange} is created by the client side for every request head. It runs the
-hooks in mitmproxy's order, decides for each body whether it is buffered (visible and
-editable) or streamed through a L{BodyPipe}, opens or reuses the upstream connection,
-and turns every failure into either an error response or, once the response has begun,
-an aborted connection that cannot be mistaken for a complete one.
+An L{Exchange} carries one HTTP flow between a L{ClientStream} and an L{Upstream}
+(L{twisted_mitm.proxy.streams}); it knows nothing of the wire beneath them. Each
+direction is a L{Transfer} (L{RequestTransfer}, L{ResponseTransfer}): it runs the
+message's headers hook, decides whether the body is buffered (visible and editable) or
+streamed through a L{BodyPipe}, runs the body hook and delivers the message. The
+exchange ties the two together: it obtains the upstream, and turns every failure into
+either an error response or, once the response has begun, an aborted connection that
+cannot be mistaken for a complete one.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,20 +26,22 @@ from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.flow import Error
 from twisted_mitm.hooks import (
     ErrorHook,
+    Hook,
     RequestHook,
     RequestheadersHook,
     ResponseHook,
     ResponseheadersHook,
 )
-from twisted_mitm.http import Headers, HTTPFlow, Message, Response
+from twisted_mitm.http import Headers, HTTPFlow, Message, Request, Response
 from twisted_mitm.proxy import framing
-from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, Hold, PacedWriter
-from twisted_mitm.proxy.serverside import ServerSideProtocol
+from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, PacedWriter
 from twisted_mitm.proxy.transform import make_transform
 
 if TYPE_CHECKING:
-    from twisted_mitm.proxy.clientside import ClientSideProtocol
+    from twisted.internet.interfaces import IConsumer
+
     from twisted_mitm.proxy.context import ProxyContext
+    from twisted_mitm.proxy.streams import BodySource, ClientStream, Upstream, UpstreamSource
     from twisted_mitm.proxy.wsrelay import WebSocketRelay
 
 
@@ -48,252 +54,488 @@ def error_response(status: int, reason: str) -> Response:
     )
 
 
+class Stage(enum.Enum):
+    """Where an exchange is."""
+
+    #: the request or the response is still under way
+    OPEN = enum.auto()
+    #: the server accepted a WebSocket upgrade; the relay owns both connections now
+    SWITCHED = enum.auto()
+    #: the response was delivered whole
+    FINISHED = enum.auto()
+    #: the exchange ended on an error
+    FAILED = enum.auto()
+
+
+class Phase(enum.Enum):
+    """Where one direction (request or response) of an exchange is."""
+
+    #: no head yet (a response not arrived)
+    PENDING = enum.auto()
+    #: the head was read; its headers hook runs
+    HEADERS = enum.auto()
+    #: the body is read and thrown away (a request the proxy answers itself)
+    DISCARDING = enum.auto()
+    #: the body is read into memory
+    BUFFERING = enum.auto()
+    #: the body is in memory; the body hook runs, nothing was sent yet
+    HOOK = enum.auto()
+    #: the whole message is being written to its destination
+    SENDING = enum.auto()
+    #: the head was written; the body flows through a pipe
+    STREAMING = enum.auto()
+    #: the streamed body passed whole; the body hook runs
+    STREAMED = enum.auto()
+    #: delivered whole, hooks done
+    DONE = enum.auto()
+
+
+#: Phases in which a message's body has been read whole from its source.
+_READ_WHOLE = frozenset({Phase.HOOK, Phase.SENDING, Phase.STREAMED, Phase.DONE})
+#: Phases in which the message's head has gone out to its destination.
+_HEAD_SENT = frozenset({Phase.SENDING, Phase.STREAMING, Phase.STREAMED, Phase.DONE})
+
+
+class Transfer:
+    """One direction of an exchange: a message from its source to its destination.
+
+    The same steps serve the request and the response: the headers hook, the decision to
+    buffer or stream, the body hook, delivery. Subclasses say what differs: where the
+    message lives on the flow, how its head is written, what limits mean.
+
+    @ivar phase: where this direction is.
+    @ivar pipe: the pipe of a streamed body.
+    """
+
+    headers_hook: type[Hook]
+    body_hook: type[Hook]
+    #: the flow metadata key for the size of a streamed body
+    size_key: str
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.phase = Phase.PENDING
+        self.pipe: BodyPipe | None = None
+        self.body_framing: http1.BodyFraming | None = None
+
+    @property
+    def message(self) -> Message:
+        """The message this direction carries."""
+        raise NotImplementedError
+
+    @property
+    def source(self) -> BodySource:
+        """Where the body comes from."""
+        raise NotImplementedError
+
+    @property
+    def read_whole(self) -> bool:
+        """Whether the body was read whole from its source."""
+        return self.phase in _READ_WHOLE
+
+    @property
+    def head_sent(self) -> bool:
+        """Whether the head went out to the destination."""
+        return self.phase in _HEAD_SENT
+
+    # The steps.
+
+    def begin(self) -> None:
+        """The head was read: run the headers hook, then decide where the body goes."""
+        self.body_framing = self.source.framing
+        self.phase = Phase.HEADERS
+        self.message.stream = self._declares_large_body()
+        self.exchange.hook(self.headers_hook(self.exchange.flow), self._decide)
+
+    def _decide(self) -> None:
+        if self.message.stream and self._has_body():
+            self._stream([])
+        else:
+            self._buffer()
+
+    def _buffer(self) -> None:
+        self.phase = Phase.BUFFERING
+        self.source.read_body(self._buffer_sink())
+
+    def _buffered(self, body: bytes, trailers: Fields) -> None:
+        message = self.message
+        message.raw_content = body
+        message.trailers = Headers(trailers) if trailers else None
+        message.timestamp_end = time.time()
+        self.phase = Phase.HOOK
+        self.exchange.read_whole(self)
+        self.exchange.hook(self.body_hook(self.exchange.flow), self._deliver_buffered)
+
+    def _deliver_buffered(self) -> None:
+        """Write the whole (buffered or hook-made) message to its destination."""
+        raise NotImplementedError
+
+    def _stream(self, buffered: list[http1.Data]) -> None:
+        """Stream the body on, after the pieces C{buffered} so far."""
+        self.source.hold_body()
+        self.message.stream = self.message.stream or True
+        self._when_destination_ready(self._start_pipe, buffered)
+
+    def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
+        raise NotImplementedError
+
+    def _start_pipe(self, destination: IConsumer, buffered: list[http1.Data]) -> None:
+        transform = make_transform(self.message.stream, self.exchange.context.reactor)
+        make_writer = self._write_streamed_head(transform is not None)
+        self.message.raw_content = b""
+        self.phase = Phase.STREAMING
+        self.pipe = BodyPipe(self.source.producer, make_writer(destination), self._streamed, self.exchange.source_failed, transform)
+        self.pipe.write_all(buffered)
+        self.source.read_body(self.pipe)
+
+    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory:
+        """Write the head of a streamed message; return the writer that frames its body."""
+        raise NotImplementedError
+
+    def _streamed(self) -> None:
+        assert self.pipe is not None
+        self.exchange.flow.metadata[self.size_key] = self.pipe.size
+        self.message.timestamp_end = time.time()
+        self.phase = Phase.STREAMED
+        self.exchange.read_whole(self)
+        self.exchange.hook(self.body_hook(self.exchange.flow), self._streamed_hook_done)
+
+    def _streamed_hook_done(self) -> None:
+        self._check_unchanged()
+        self.delivered()
+
+    def delivered(self) -> None:
+        """The message reached its destination whole and its hooks are done."""
+        self.phase = Phase.DONE
+        self.exchange.delivered(self)
+
+    # Shared decisions.
+
+    def _has_body(self) -> bool:
+        return True
+
+    def _declares_large_body(self) -> bool:
+        threshold = self.exchange.context.settings.stream_large_bodies
+        length = self.body_framing.length if self.body_framing is not None else None
+        return threshold is not None and length is not None and length > threshold
+
+    def _buffer_sink(self) -> BufferSink:
+        """A sink that buffers the body, and what happens past the limits: stream it on or refuse it."""
+        settings = self.exchange.context.settings
+        unknown_length = self.body_framing is None or self.body_framing.length is None
+        stream_at = settings.stream_large_bodies if unknown_length else None
+        limit_to = settings.body_size_limit
+        failed = self.exchange.source_failed
+        if stream_at is not None and (limit_to is None or stream_at <= limit_to):
+            return BufferSink(self._buffered, failed, stream_at, self._stream, keep_pieces=True)
+        if limit_to is not None:
+            return BufferSink(self._buffered, failed, limit_to, lambda _: self.exchange.fail(self._too_large(limit_to)))
+        return BufferSink(self._buffered, failed)
+
+    def _too_large(self, limit: int) -> ProtocolError:
+        raise NotImplementedError
+
+    def _check_unchanged(self) -> None:
+        message = self.message
+        if message.raw_content:
+            self.exchange.log.warn(
+                "{url}: a script changed the content of a streamed {kind}; streamed bodies cannot be modified, the change is ignored",
+                url=self.exchange.flow.request.pretty_url,
+                kind=type(message).__name__.lower(),
+            )
+            message.raw_content = b""
+
+
+class RequestTransfer(Transfer):
+    """The request, from the client to the server."""
+
+    headers_hook = RequestheadersHook
+    body_hook = RequestHook
+    size_key = "request_body_size"
+
+    @property
+    def message(self) -> Request:
+        return self.exchange.flow.request
+
+    @property
+    def source(self) -> BodySource:
+        return self.exchange.client
+
+    @property
+    def relays_continue(self) -> bool:
+        """Whether the client's C{Expect: 100-continue} is for the server to answer."""
+        return self.pipe is not None and framing.expects_continue(self.message.headers)
+
+    def _decide(self) -> None:
+        if self.exchange.flow.response is not None:
+            self.phase = Phase.DISCARDING
+            self.source.read_body(DiscardSink(self._discarded))
+            self.exchange.respond()
+            return
+        super()._decide()
+
+    def _discarded(self) -> None:
+        self.phase = Phase.DONE
+        self.exchange.read_whole(self)
+
+    def _has_body(self) -> bool:
+        return self.body_framing is not None and self.body_framing.kind is not http1.FramingKind.NONE
+
+    def _buffer(self) -> None:
+        limit = self.exchange.context.settings.body_size_limit
+        declared = self.body_framing.length if self.body_framing is not None else None
+        if limit is not None and declared is not None and declared > limit:
+            self.exchange.fail(ProtocolError(413, f"request body of {declared} bytes exceeds body_size_limit ({limit} bytes)"))
+            return
+        if framing.expects_continue(self.message.headers):
+            del self.message.headers["expect"]
+            self.exchange.client.write(http1.assemble_response_head(b"HTTP/1.1", 100, b"Continue", ()))
+        super()._buffer()
+
+    def _too_large(self, limit: int) -> ProtocolError:
+        return ProtocolError(413, f"request body exceeds body_size_limit ({limit} bytes)")
+
+    def _deliver_buffered(self) -> None:
+        if self.exchange.flow.response is not None:
+            self.exchange.respond()
+            return
+        self.exchange.connect(self._send_buffered)
+
+    def _send_buffered(self, upstream: Upstream) -> None:
+        headers, body = framing.buffered_request(self.message)
+        headers = self.exchange.prepare_upgrade(headers, upstream)
+        self.phase = Phase.SENDING
+        self._send_head(upstream, headers)
+        PacedWriter.write(upstream.consumer, body, self._sent)
+
+    def _sent(self) -> None:
+        self.exchange.start_response_timer()
+        self.phase = Phase.DONE
+
+    def resend(self, upstream: Upstream) -> None:
+        """Send the buffered request once more, on a fresh connection."""
+        self._send_buffered(upstream)
+
+    def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
+        self.exchange.connect(lambda upstream: then(upstream.consumer, buffered))
+
+    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory:
+        assert self.body_framing is not None and self.exchange.server is not None
+        headers, make_writer = framing.streamed_request(self.message.headers, self.body_framing, transformed)
+        self._send_head(self.exchange.server, headers)
+        return make_writer
+
+    def _send_head(self, upstream: Upstream, headers: Headers) -> None:
+        request = self.message
+        head = http1.assemble_request_head(request.data.method, request.data.path, request.data.http_version, headers.fields)
+        upstream.send_request(request.data.method, head, self.exchange)
+
+    def _streamed(self) -> None:
+        super()._streamed()
+        self.exchange.start_response_timer()
+
+
+class ResponseTransfer(Transfer):
+    """The response, from the server (or a hook, or the proxy) to the client.
+
+    @ivar closes_connection: whether the client connection must close after this response.
+    """
+
+    headers_hook = ResponseheadersHook
+    body_hook = ResponseHook
+    size_key = "response_body_size"
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(exchange)
+        self.closes_connection = False
+
+    @property
+    def message(self) -> Response:
+        response = self.exchange.flow.response
+        assert response is not None
+        return response
+
+    @property
+    def source(self) -> BodySource:
+        assert self.exchange.server is not None
+        return self.exchange.server
+
+    def _has_body(self) -> bool:
+        return http1.response_has_body(self.exchange.flow.request.data.method, self.message.status_code)
+
+    def _too_large(self, limit: int) -> ProtocolError:
+        return ProtocolError(502, f"response body exceeds body_size_limit ({limit} bytes)")
+
+    def _deliver_buffered(self) -> None:
+        if self.message.status_code == 101 and self.exchange.switch_to_websocket():
+            return
+        headers, body = framing.buffered_response(self.message, self._client_version(), self._has_body())
+        self.closes_connection = self.closes_connection or framing.closes(headers)
+        self.phase = Phase.SENDING
+        client = self.exchange.client
+        PacedWriter.write(client.consumer, [self._head(headers), *body], self.delivered)
+
+    def deliver_made(self) -> None:
+        """Deliver a response a hook made (the server was never asked)."""
+        self.phase = Phase.HOOK
+        self._deliver_buffered()
+
+    def send_error(self, response: Response) -> None:
+        """Answer with C{response} made by the proxy, and close."""
+        self.exchange.flow.response = response
+        self.closes_connection = True
+        headers, body = framing.buffered_response(response, self._client_version(), self._has_body())
+        self.phase = Phase.DONE
+        self.exchange.client.write_sequence([self._head(headers), *body])
+
+    def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
+        then(self.exchange.client.consumer, buffered)
+
+    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory:
+        headers, make_writer, close = framing.streamed_response(
+            self.message.headers, self.body_framing, transformed, self._client_version()
+        )
+        self.closes_connection = self.closes_connection or close or framing.closes(headers)
+        self.exchange.client.write(self._head(headers))
+        return make_writer
+
+    def _head(self, headers: Headers) -> bytes:
+        response = self.message
+        return http1.assemble_response_head(response.data.http_version, response.status_code, response.data.reason, headers.fields)
+
+    def _client_version(self) -> bytes:
+        return self.exchange.flow.request.data.http_version
+
+
 class Exchange:
     """Carries one HTTP flow from its request head to the end of its response.
 
-    @ivar server: the upstream connection carrying this exchange, once there is one.
+    @ivar stage: where the exchange is.
+    @ivar server: the upstream carrying this exchange, once there is one.
     """
 
-    _log = Logger()
+    log = Logger()
 
-    def __init__(self, context: ProxyContext, client_side: ClientSideProtocol, flow: HTTPFlow, request_framing: http1.BodyFraming) -> None:
+    def __init__(self, context: ProxyContext, client: ClientStream, upstreams: UpstreamSource, flow: HTTPFlow) -> None:
         self.context = context
-        self.client_side = client_side
+        self.client = client
         self.flow = flow
-        self.server: ServerSideProtocol | None = None
-        self._request_framing = request_framing
-        self._response_framing: http1.BodyFraming | None = None
-        self._request_read = False
-        self._response_sent = False
-        self._response_started = False
-        self._done = False
-        self._close_client = False
-        self._relay_continue = False
-        self._retried = False
-        self._request_pipe: BodyPipe | None = None
-        self._response_pipe: BodyPipe | None = None
+        self.stage = Stage.OPEN
+        self.server: Upstream | None = None
+        self.request_transfer = RequestTransfer(self)
+        self.response_transfer = ResponseTransfer(self)
+        self._upstreams = upstreams
+        self._attempts = 0
         self._websocket: WebSocketRelay | None = None
         flow.on_kill = self._killed
 
-    # The request.
-
     def start(self) -> None:
         """Run the request head through the hooks; called once the head is read."""
-        request = self.flow.request
-        request.stream = self._declares_large_body(self._request_framing)
-        self._hook(RequestheadersHook(self.flow), self._requestheaders_done)
+        self.request_transfer.begin()
 
-    def _requestheaders_done(self) -> None:
-        request = self.flow.request
-        if self.flow.response is not None:
-            self.client_side.read_request_body(DiscardSink(self._request_body_read))
-            self._send_buffered_response()
-        elif request.stream and self._request_framing.kind is not http1.FramingKind.NONE:
-            self._stream_request([])
+    # Called by the transfers.
+
+    def hook(self, hook: Hook, then: Callable[[], None] | None = None) -> None:
+        """Trigger C{hook}; then, unless the exchange ended meanwhile, call C{then()}."""
+        triggered = self.context.addons.trigger(hook)
+        if then is None:
+            triggered.addErrback(self._internal_error)
+        elif triggered.called:
+            # Every addon answered at once (the common case): go on without Deferred callbacks.
+            try:
+                self._after_hook(None, then)
+            except Exception:
+                self._internal_error(Failure())
         else:
-            self._buffer_request()
+            triggered.addCallback(self._after_hook, then).addErrback(self._internal_error)
 
-    def _buffer_request(self) -> None:
-        request = self.flow.request
-        limit = self.context.settings.body_size_limit
-        declared = self._request_framing.length
-        if limit is not None and declared is not None and declared > limit:
-            self._fail(ProtocolError(413, f"request body of {declared} bytes exceeds body_size_limit ({limit} bytes)"))
-            return
-        if framing.expects_continue(request.headers):
-            del request.headers["expect"]
-            self.client_side.write(http1.assemble_response_head(b"HTTP/1.1", 100, b"Continue", ()))
-        self.client_side.read_request_body(self._buffer_sink(self._request_framing, self._request_buffered, self._stream_request))
+    def _after_hook(self, _: object, then: Callable[[], None]) -> None:
+        if self.stage is Stage.OPEN:
+            then()
 
-    def _request_buffered(self, body: bytes, trailers: Fields) -> None:
-        request = self.flow.request
-        request.raw_content = body
-        request.trailers = Headers(trailers) if trailers else None
-        request.timestamp_end = time.time()
-        self._request_body_read()
-        self._hook(RequestHook(self.flow), self._request_done)
-
-    def _request_done(self) -> None:
-        if self.flow.response is not None:
-            self._send_buffered_response()
-            return
-        self._connect(self._send_buffered_request)
-
-    def _send_buffered_request(self, server: ServerSideProtocol) -> None:
-        request = self.flow.request
-        headers, body = framing.buffered_request(request)
-        if framing.is_websocket_upgrade(request):
-            # autobahn is imported on the first upgrade, not at start-up: it costs about
-            # 8 MiB of resident memory that a proxy without WebSocket traffic never needs.
-            from twisted_mitm.proxy.wsrelay import WebSocketRelay
-
-            self._websocket = WebSocketRelay(self.context, self.flow)
-            headers = self._websocket.upstream_headers(headers, server)
-        server.send_request(request.data.method, self._request_head(headers), self)
-        PacedWriter.write(server.transport, body, self._start_response_timer)
-
-    def _stream_request(self, buffered: list[http1.Data]) -> None:
-        self.client_side.pump.hold(Hold.DECIDING)
-        self.flow.request.stream = self.flow.request.stream or True
-        self._relay_continue = framing.expects_continue(self.flow.request.headers)
-        self._connect(self._send_streamed_request, buffered)
-
-    def _send_streamed_request(self, server: ServerSideProtocol, buffered: list[http1.Data]) -> None:
-        request = self.flow.request
-        transform = make_transform(request.stream, self.context.reactor)
-        headers, make_writer = framing.streamed_request(request.headers, self._request_framing, transform is not None)
-        request.raw_content = b""
-        server.send_request(request.data.method, self._request_head(headers), self)
-        pipe = BodyPipe(self.client_side.pump, make_writer(server.transport), self._request_streamed, self._source_failed, transform)
-        self._request_pipe = pipe
-        pipe.write_all(buffered)
-        self.client_side.read_request_body(pipe)
-
-    def _request_streamed(self) -> None:
-        assert self._request_pipe is not None
-        self.flow.metadata["request_body_size"] = self._request_pipe.size
-        self.flow.request.timestamp_end = time.time()
-        self._request_body_read()
-        self._start_response_timer()
-        self._hook(RequestHook(self.flow), self._check_unchanged, self.flow.request)
-
-    def _request_body_read(self) -> None:
-        self._request_read = True
-        self._maybe_finish()
-
-    def _request_head(self, headers: Headers) -> bytes:
-        request = self.flow.request
-        return http1.assemble_request_head(request.data.method, request.data.path, request.data.http_version, headers.fields)
-
-    # The upstream connection.
-
-    def _connect(self, then: Callable[..., None], *args: object) -> None:
-        """Get an upstream connection for the request as it is now, then call C{then(server, *args)}."""
-        connecting = self.client_side.server_for(self.flow)
-        connecting.addCallbacks(self._connected, self._source_failed, callbackArgs=(then, args))
+    def connect(self, then: Callable[[Upstream], None]) -> None:
+        """Get an upstream for the request as it is now, then call C{then(upstream)}."""
+        self._attempts += 1
+        connecting = self._upstreams.for_flow(self.flow)
+        connecting.addCallbacks(self._connected, self.source_failed, callbackArgs=(then,))
         connecting.addErrback(self._internal_error)
 
-    def _connected(self, server: ServerSideProtocol, then: Callable[..., None], args: tuple[object, ...]) -> None:
-        if self._done:
-            server.release()
+    def _connected(self, upstream: Upstream, then: Callable[[Upstream], None]) -> None:
+        if self.stage is not Stage.OPEN:
+            upstream.release()
             return
-        self.server = server
-        self.flow.server_conn = server.server
-        then(server, *args)
+        self.server = upstream
+        self.flow.server_conn = upstream.server
+        then(upstream)
 
-    def _start_response_timer(self) -> None:
+    def prepare_upgrade(self, headers: Headers, upstream: Upstream) -> Headers:
+        """The headers a buffered request goes upstream with: a WebSocket upgrade gets its relay's."""
+        if not framing.is_websocket_upgrade(self.flow.request):
+            return headers
+        # autobahn is imported on the first upgrade, not at start-up: it costs about
+        # 8 MiB of resident memory that a proxy without WebSocket traffic never needs.
+        from twisted_mitm.proxy.wsrelay import WebSocketRelay
+
+        self._websocket = WebSocketRelay(self.context, self.flow)
+        return self._websocket.upstream_headers(headers, upstream)
+
+    def switch_to_websocket(self) -> bool:
+        """The server accepted an upgrade: both connections go to the WebSocket relay, if there is one."""
+        if self._websocket is None:
+            return False
+        try:
+            self._websocket.start(self.client)
+        except ProtocolError as error:
+            self.fail(error)
+            return True
+        self.stage = Stage.SWITCHED
+        return True
+
+    def start_response_timer(self) -> None:
         """From now on (the request is sent whole), a server silent for too long fails the exchange."""
         timeout = self.context.settings.response_timeout
-        if self.server is not None and timeout is not None and not self._done:
+        if self.server is not None and timeout is not None and self.stage is Stage.OPEN:
             self.server.watch_silence(timeout, self._server_silent)
 
     def _server_silent(self, timeout: float) -> None:
-        self._fail(ProtocolError(504, f"the server sent nothing for {timeout:g} seconds"))
+        self.fail(ProtocolError(504, f"the server sent nothing for {timeout:g} seconds"))
 
     def client_silent(self, timeout: float) -> None:
         """The client stopped sending its request body for C{timeout} seconds."""
-        self._fail(ProtocolError(408, f"the client sent nothing of its request body for {timeout:g} seconds"))
+        self.fail(ProtocolError(408, f"the client sent nothing of its request body for {timeout:g} seconds"))
 
-    # The response (ResponseReceiver, called by the server side).
+    def respond(self) -> None:
+        """A hook answered the request itself: deliver that response."""
+        self.response_transfer.deliver_made()
+
+    def read_whole(self, transfer: Transfer) -> None:
+        """A transfer read its body whole."""
+        if transfer is self.request_transfer:
+            self._maybe_finish()
+
+    def delivered(self, transfer: Transfer) -> None:
+        """A transfer delivered its message whole."""
+        if transfer is self.response_transfer:
+            self._maybe_finish()
+
+    # The response (ResponseReceiver, called by the upstream).
 
     def response_head(self, head: http1.ResponseHead) -> None:
         """A response head arrived from the server."""
+        if self.stage is not Stage.OPEN:
+            return
         if 100 <= head.status_code < 200 and head.status_code != 101:
             self._relay_interim(head)
             return
-        assert self.server is not None
-        self._response_framing = self.server.pump.reader.framing
-        response = Response(
+        self.flow.response = Response(
             head.http_version, head.status_code, head.reason, Headers(head.headers), None, None, time.time(), None
         )
-        self.flow.response = response
-        response.stream = self._declares_large_body(self._response_framing)
-        self._hook(ResponseheadersHook(self.flow), self._responseheaders_done)
+        self.response_transfer.begin()
 
     def _relay_interim(self, head: http1.ResponseHead) -> None:
-        if head.status_code == 100 and not self._relay_continue:
+        if head.status_code == 100 and not self.request_transfer.relays_continue:
             return
-        self.client_side.write(http1.assemble_response_head(head.http_version, head.status_code, head.reason, head.headers))
-
-    def _responseheaders_done(self) -> None:
-        assert self.server is not None
-        response = self.flow.response
-        assert response is not None
-        if response.stream and self._response_has_body():
-            self._stream_response([])
-            return
-        self.server.read_body(self._buffer_sink(self._response_framing, self._response_buffered, self._stream_response))
-
-    def _response_buffered(self, body: bytes, trailers: Fields) -> None:
-        response = self.flow.response
-        assert response is not None
-        response.raw_content = body
-        response.trailers = Headers(trailers) if trailers else None
-        response.timestamp_end = time.time()
-        self._hook(ResponseHook(self.flow), self._send_buffered_response)
-
-    def _send_buffered_response(self) -> None:
-        if self._done:
-            return
-        response = self.flow.response
-        assert response is not None
-        if self._websocket is not None and response.status_code == 101:
-            self._switch_to_websocket(self._websocket)
-            return
-        headers, body = framing.buffered_response(response, self._client_version(), self._response_has_body())
-        self._close_client = self._close_client or framing.closes(headers)
-        self._response_started = True
-        PacedWriter.write(self.client_side.transport, [self._response_head(headers), *body], self._buffered_response_sent)
-
-    def _buffered_response_sent(self) -> None:
-        self._response_sent = True
-        self._maybe_finish()
-
-    def _switch_to_websocket(self, relay: WebSocketRelay) -> None:
-        """The server accepted the upgrade: both connections now belong to the WebSocket relay."""
-        try:
-            relay.start(self.client_side)
-        except ProtocolError as error:
-            self._fail(error)
-            return
-        self._done = True
-        self._response_started = self._response_sent = True
-
-    def _stream_response(self, buffered: list[http1.Data]) -> None:
-        assert self.server is not None and self.flow.response is not None
-        response = self.flow.response
-        self.server.pump.hold(Hold.DECIDING)
-        response.stream = response.stream or True
-        transform = make_transform(response.stream, self.context.reactor)
-        headers, make_writer, close = framing.streamed_response(
-            response.headers, self._response_framing, transform is not None, self._client_version()
-        )
-        self._close_client = self._close_client or close or framing.closes(headers)
-        response.raw_content = b""
-        self.client_side.write(self._response_head(headers))
-        self._response_started = True
-        pipe = BodyPipe(self.server.pump, make_writer(self.client_side.transport), self._response_streamed, self._source_failed, transform)
-        self._response_pipe = pipe
-        pipe.write_all(buffered)
-        self.server.read_body(pipe)
-
-    def _response_streamed(self) -> None:
-        response = self.flow.response
-        assert response is not None and self._response_pipe is not None
-        self.flow.metadata["response_body_size"] = self._response_pipe.size
-        response.timestamp_end = time.time()
-        self._hook(ResponseHook(self.flow), self._response_streamed_done)
-
-    def _response_streamed_done(self) -> None:
-        assert self.flow.response is not None
-        self._check_unchanged(self.flow.response)
-        self._response_sent = True
-        self._maybe_finish()
-
-    def _response_head(self, headers: Headers) -> bytes:
-        response = self.flow.response
-        assert response is not None
-        return http1.assemble_response_head(response.data.http_version, response.status_code, response.data.reason, headers.fields)
+        self.client.write(http1.assemble_response_head(head.http_version, head.status_code, head.reason, head.headers))
 
     def response_complete(self) -> None:
         """The server finished sending the response body."""
@@ -302,159 +544,83 @@ class Exchange:
 
     def server_failed(self, error: ProtocolError) -> None:
         """The server broke the protocol or went away before the response was complete."""
-        if self._may_retry():
-            self._retried = True
-            self._connect(self._send_buffered_request)
+        if self.stage is not Stage.OPEN:
             return
-        self._fail(error)
+        if self._may_retry():
+            self.connect(self.request_transfer.resend)
+            return
+        self.fail(error)
 
     def _may_retry(self) -> bool:
         """Whether a reused connection closed before any response (the server timed it out
         meanwhile), so a buffered request can be sent once more on a fresh one."""
         server = self.server
         return (
-            not self._retried
+            self._attempts == 1
             and server is not None
             and not server.connected
             and server.requests_sent > 1
             and self.flow.response is None
-            and self._request_read
-            and self._request_pipe is None
+            and self.request_transfer.read_whole
+            and self.request_transfer.pipe is None
         )
-
-    # Shared decisions.
-
-    def _declares_large_body(self, body_framing: http1.BodyFraming | None) -> bool:
-        threshold = self.context.settings.stream_large_bodies
-        return (
-            threshold is not None
-            and body_framing is not None
-            and body_framing.length is not None
-            and body_framing.length > threshold
-        )
-
-    def _buffer_sink(
-        self, body_framing: http1.BodyFraming | None, done: Callable[[bytes, Fields], None], stream: Callable[[list[http1.Data]], None]
-    ) -> BufferSink:
-        """A sink that buffers a body, and what happens past the limits: stream it on or refuse it."""
-        settings = self.context.settings
-        unknown_length = body_framing is None or body_framing.length is None
-        stream_at = settings.stream_large_bodies if unknown_length else None
-        limit_to = settings.body_size_limit
-        if stream_at is not None and (limit_to is None or stream_at <= limit_to):
-            return BufferSink(done, self._source_failed, stream_at, stream, keep_pieces=True)
-        if limit_to is not None:
-            return BufferSink(done, self._source_failed, limit_to, lambda _: self._body_too_large(limit_to))
-        return BufferSink(done, self._source_failed)
-
-    def _body_too_large(self, limit: int) -> None:
-        if self.flow.response is None:
-            self._fail(ProtocolError(413, f"request body exceeds body_size_limit ({limit} bytes)"))
-        else:
-            self._fail(ProtocolError(502, f"response body exceeds body_size_limit ({limit} bytes)"))
-
-    def _response_has_body(self) -> bool:
-        """Whether the response as it is now carries a body (RFC 9112 §6.3), even if a hook replaced it."""
-        assert self.flow.response is not None
-        status = self.flow.response.status_code
-        return self.flow.request.data.method != b"HEAD" and status >= 200 and status not in (204, 304)
-
-    def _client_version(self) -> bytes:
-        return self.flow.request.data.http_version
-
-    def _check_unchanged(self, message: Message) -> None:
-        if message.raw_content:
-            self._log.warn(
-                "{url}: a script changed the content of a streamed {kind}; streamed bodies cannot be modified, the change is ignored",
-                url=self.flow.request.pretty_url,
-                kind=type(message).__name__.lower(),
-            )
-            message.raw_content = b""
-
-    def _hook(self, hook: object, then: Callable[..., None] | None = None, *args: object) -> None:
-        """Trigger C{hook}; then, unless the exchange ended meanwhile, call C{then(*args)}."""
-        triggered = self.context.addons.trigger(hook)
-        if then is None:
-            triggered.addErrback(self._internal_error)
-        elif triggered.called:
-            # Every addon answered at once (the common case): go on without Deferred callbacks.
-            try:
-                self._after_hook(None, then, args)
-            except Exception:
-                self._internal_error(Failure())
-        else:
-            triggered.addCallback(self._after_hook, then, args).addErrback(self._internal_error)
-
-    def _after_hook(self, _: object, then: Callable[..., None], args: tuple[object, ...]) -> None:
-        if not self._done:
-            then(*args)
-
-    def _internal_error(self, reason: Failure) -> None:
-        self._log.failure("{url}: internal error", reason, url=self.flow.request.pretty_url)
-        self._fail(ProtocolError(502, f"internal error: {reason.getErrorMessage()}"))
 
     # Ending.
 
     def _maybe_finish(self) -> None:
-        if self._done or not self._response_sent:
+        if self.stage is not Stage.OPEN or self.response_transfer.phase is not Phase.DONE:
             return
-        if not self._request_read:
-            self._close_client = True
+        if not self.request_transfer.read_whole:
+            self.response_transfer.closes_connection = True
             if self.server is not None:
                 self.server.abort()
-        self._finish()
-
-    def _finish(self) -> None:
-        self._done = True
+        self.stage = Stage.FINISHED
         self.flow.live = False
-        self.client_side.exchange_done(self, keep_alive=not self._close_client and framing.client_keeps_alive(self.flow.request))
+        keep_alive = not self.response_transfer.closes_connection and framing.client_keeps_alive(self.flow.request)
+        self.client.exchange_done(self, keep_alive)
 
-    def _source_failed(self, reason: Failure) -> None:
-        self._fail(reason.value if reason.check(ProtocolError) else reason)
+    def source_failed(self, reason: Failure) -> None:
+        """A body's source failed, or an upstream could not be had."""
+        self.fail(reason.value if reason.check(ProtocolError) else reason)
 
     def client_gone(self) -> None:
         """The client disconnected: give up the exchange and the upstream connection."""
-        if not self._done:
-            self._fail(ProtocolError(499, "the client disconnected"), client_gone=True)
+        if self.stage is Stage.OPEN:
+            self.fail(ProtocolError(499, "the client disconnected"), client_gone=True)
 
     def _killed(self) -> None:
-        if not self._done:
+        if self.stage is Stage.OPEN:
             self._abandon()
-            self.client_side.abort()
+            self.client.abort()
 
-    def _fail(self, problem: ProtocolError | Failure | BaseException, client_gone: bool = False) -> None:
+    def _internal_error(self, reason: Failure) -> None:
+        self.log.failure("{url}: internal error", reason, url=self.flow.request.pretty_url)
+        self.fail(ProtocolError(502, f"internal error: {reason.getErrorMessage()}"))
+
+    def fail(self, problem: ProtocolError | Failure | BaseException, client_gone: bool = False) -> None:
         """End the exchange on an error: answer it if nothing was sent yet, else cut the stream."""
-        if self._done:
+        if self.stage is not Stage.OPEN:
             return
         message = self._describe(problem)
         self.flow.error = Error(message)
         self._abandon()
         if client_gone:
             pass
-        elif self._response_started:
-            self.client_side.abort()
+        elif self.response_transfer.head_sent:
+            self.client.abort()
         else:
             status = problem.status if isinstance(problem, ProtocolError) else 502
-            self.flow.response = error_response(status, message)
-            self._close_client = True
-            self._send_error_response()
-        self._hook(ErrorHook(self.flow))
-
-    def _send_error_response(self) -> None:
-        response = self.flow.response
-        assert response is not None
-        headers, body = framing.buffered_response(response, self._client_version(), self._response_has_body())
-        self.client_side.write_sequence([self._response_head(headers), *body])
-        self.client_side.exchange_done(self, keep_alive=False)
+            self.response_transfer.send_error(error_response(status, message))
+            self.client.exchange_done(self, keep_alive=False)
+        self.hook(ErrorHook(self.flow))
 
     def _abandon(self) -> None:
-        self._done = True
+        self.stage = Stage.FAILED
         self.flow.live = False
-        for pipe in (self._request_pipe, self._response_pipe):
-            if pipe is not None:
-                pipe.abort(Failure(ProtocolError(502, "exchange abandoned")))
+        for transfer in (self.request_transfer, self.response_transfer):
+            if transfer.pipe is not None:
+                transfer.pipe.abort(Failure(ProtocolError(502, "exchange abandoned")))
         if self.server is not None:
-            self.server.receiver = None
             self.server.abort()
 
     def _describe(self, problem: ProtocolError | Failure | BaseException) -> str:
@@ -462,6 +628,6 @@ class Exchange:
             return problem.reason
         if isinstance(problem, Failure):
             if not problem.check(ProtocolError):
-                self._log.failure("{url}: unexpected failure", problem, url=self.flow.request.pretty_url)
+                self.log.failure("{url}: unexpected failure", problem, url=self.flow.request.pretty_url)
             return problem.getErrorMessage()
         return str(problem)

@@ -25,36 +25,24 @@ WriterFactory = Callable[[IConsumer], BodyWriter]
 PROXY_ONLY_FIELDS = ("proxy-connection", "proxy-authorization")
 
 
-def header_tokens(headers: Headers, name: str) -> set[str]:
-    """The lower-cased comma-separated tokens of all C{name} fields."""
-    return {token.strip().lower() for value in headers.get_all(name) for token in value.split(",")}
-
-
-def connection_tokens(headers: Headers) -> set[str]:
-    """The lower-cased tokens of all Connection fields."""
-    return header_tokens(headers, "connection")
-
-
 def is_websocket_upgrade(request: Request) -> bool:
     """Whether C{request} asks to switch to WebSocket (RFC 6455 §4.1)."""
+    fields = request.headers.fields
     return (
         request.method == "GET"
-        and "websocket" in header_tokens(request.headers, "upgrade")
-        and "upgrade" in connection_tokens(request.headers)
+        and b"websocket" in http1.field_tokens(fields, b"upgrade")
+        and b"upgrade" in http1.field_tokens(fields, b"connection")
     )
 
 
 def closes(headers: Headers) -> bool:
     """Whether these headers announce that the connection closes after the message."""
-    return "close" in connection_tokens(headers)
+    return b"close" in http1.field_tokens(headers.fields, b"connection")
 
 
 def client_keeps_alive(request: Request) -> bool:
     """Whether the client expects the connection to stay open after this exchange."""
-    tokens = connection_tokens(request.headers)
-    if request.data.http_version == b"HTTP/1.0":
-        return "keep-alive" in tokens or "keep-alive" in header_tokens(request.headers, "proxy-connection")
-    return "close" not in tokens
+    return http1.keeps_alive(request.data.http_version, request.headers.fields, to_proxy=True)
 
 
 def expects_continue(headers: Headers) -> bool:
@@ -63,8 +51,8 @@ def expects_continue(headers: Headers) -> bool:
 
 
 def _is_chunked(headers: Headers) -> bool:
-    codings = [coding.strip().lower() for value in headers.get_all("transfer-encoding") for coding in value.split(",")]
-    return bool(codings) and codings[-1] == "chunked"
+    codings = http1.field_elements(headers.fields, b"transfer-encoding")
+    return bool(codings) and codings[-1].lower() == b"chunked"
 
 
 def _outgoing(headers: Headers) -> Headers:

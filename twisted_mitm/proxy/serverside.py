@@ -13,33 +13,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import error as net_error
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IHandshakeListener, IProtocol, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IConsumer, IHandshakeListener, IProtocol, IPushProducer, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_mitm import http1
+from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
+from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
 from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import describe_tls_failure
+from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
 
 if TYPE_CHECKING:
-    from twisted_mitm.connection import Server
-
-
-class ResponseReceiver(TypingProtocol):
-    """What a L{ServerSideProtocol} tells the exchange whose request it carries."""
-
-    def response_head(self, head: http1.ResponseHead) -> None: ...
-    def response_complete(self) -> None: ...
-    def server_failed(self, error: ProtocolError) -> None: ...
+    from twisted_mitm.http import HTTPFlow
+    from twisted_mitm.proxy.context import ProxyContext
+    from twisted_mitm.proxy.streams import ResponseReceiver
 
 
 #: Where an upstream connection goes: scheme (C{b"http"} or C{b"https"}), host, port.
@@ -118,7 +114,26 @@ class ServerSideProtocol(Protocol):
             self._switched.connectionLost(reason)
         self.lost.callback(None)
 
-    # Used by the exchange.
+    # The Upstream an exchange sees (twisted_mitm.proxy.streams).
+
+    @property
+    def framing(self) -> http1.BodyFraming | None:
+        """How the body of the response just read is delimited."""
+        return self.pump.reader.framing
+
+    @property
+    def producer(self) -> IPushProducer:
+        """The response reader: pausing it pauses this connection's reading."""
+        return self.pump
+
+    @property
+    def consumer(self) -> IConsumer:
+        """Where request bytes are written."""
+        return self.transport
+
+    def hold_body(self) -> None:
+        """Read nothing of the response body until L{read_body}."""
+        self.pump.hold(Hold.DECIDING)
 
     def send_request(self, method: bytes, head: bytes, receiver: ResponseReceiver) -> None:
         """Write a request head and expect its response."""
@@ -178,7 +193,7 @@ class ServerSideProtocol(Protocol):
             self._interim = 100 <= event.status_code < 200 and event.status_code != 101
             if not self._interim:
                 self.pump.hold(Hold.DECIDING)
-                self.reusable = self.reusable and _keeps_alive(event)
+                self.reusable = self.reusable and http1.keeps_alive(event.http_version, event.headers)
             if self.receiver is not None:
                 self.receiver.response_head(event)
         elif isinstance(event, http1.Data):
@@ -219,20 +234,70 @@ class ServerSideProtocol(Protocol):
             receiver.server_failed(error)
 
 
-def _keeps_alive(head: http1.ResponseHead) -> bool:
-    tokens = _connection_tokens(head.headers)
-    if head.http_version == b"HTTP/1.0":
-        return b"keep-alive" in tokens
-    return b"close" not in tokens
+class ServerConnections:
+    """The upstream connections of one client connection: opened, reused, closed.
 
+    One connection is kept and reused while the client's requests go to the same
+    place. A new one runs the C{server_connect} hook first: a script may change
+    C{data.server.address} to connect elsewhere, or set C{data.server.error} to refuse
+    the connection (the client gets a 502 saying so), as in mitmproxy.
+    """
 
-def _connection_tokens(headers: Fields) -> set[bytes]:
-    return {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
+    def __init__(self, context: ProxyContext, client: Client, tunnel_host: str | None = None) -> None:
+        self._context = context
+        self._client = client
+        self._tunnel_host = tunnel_host
+        self._current: ServerSideProtocol | None = None
+
+    def for_flow(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
+        """A connection to the flow's current upstream, reused when it is still good."""
+        request = flow.request
+        key: UpstreamKey = (request.data.scheme, request.host, request.port)
+        current = self._current
+        if current is not None and current.key == key and current.connected and current.reusable:
+            return succeed(current)
+        self.close()
+        server = Server(address=(request.host, request.port))
+        if request.data.scheme == b"https":
+            server.sni = self._sni_for(request.host)
+        hook = self._context.addons.trigger(ServerConnectHook(ServerConnectionHookData(server, self._client)))
+        return hook.addCallback(lambda _: self._open(key, server))
+
+    def _sni_for(self, host: str) -> str:
+        """The client's own SNI while the request still goes to the tunnel's host, else the host."""
+        if host == self._tunnel_host and self._client.sni:
+            return self._client.sni
+        return host
+
+    def _open(self, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
+        if server.error is not None:
+            raise ProtocolError(502, f"connection to the server refused by a script: {server.error}")
+        if server.address is None:
+            raise ProtocolError(502, "a script removed the server address")
+        settings = self._context.settings
+        tls_creator = None
+        if server.sni is not None:
+            tls_creator = upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, tls_creator)
+        return connecting.addCallback(self._opened)
+
+    def _opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
+        self._current = protocol
+        data = ServerConnectionHookData(protocol.server, self._client)
+        self._context.addons.trigger(ServerConnectedHook(data))
+        protocol.lost.addCallback(lambda _: self._context.addons.trigger(ServerDisconnectedHook(data)))
+        return protocol
+
+    def hand_over(self, protocol: object) -> None:
+        """C{protocol} now belongs to someone else (a WebSocket relay): forget it."""
+        if protocol is self._current:
+            self._current = None
+
+    def close(self) -> None:
+        """Close the kept connection, if any."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.close()
 
 
 def connect_upstream(
@@ -247,7 +312,8 @@ def connect_upstream(
     Failures come as L{ProtocolError}: 502 for refused, unresolvable and TLS failures,
     504 when connecting (TCP and TLS together) took longer than C{timeout} seconds.
     """
-    scheme, host, port = key
+    assert server.address is not None
+    host, port = server.address
     endpoint = tcp_endpoint(reactor, host, port, timeout)
     if tls_creator is not None:
         endpoint = wrapClientTLS(tls_creator, endpoint)

@@ -18,6 +18,7 @@ C{CONNECT} was answered; C{self.transport} is the client's transport.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
@@ -34,8 +35,13 @@ from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
 
 if TYPE_CHECKING:
-    from twisted_mitm.proxy.clientside import ClientSideProtocol
     from twisted_mitm.proxy.context import ProxyContext
+
+#: Where requests inside a CONNECT tunnel go: scheme, host, port.
+TunnelTarget = tuple[bytes, str, int]
+
+#: Builds the protocol that serves HTTP inside a tunnel, for this client and target.
+InnerHTTPFactory = Callable[[Client, TunnelTarget], IProtocol]
 
 _REQUEST_LINE_START = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
 
@@ -49,10 +55,11 @@ class Tunnel(Protocol):
     #: seconds of client silence after which the server is assumed to speak first
     server_first_delay = 1.0
 
-    def __init__(self, context: ProxyContext, client_side: ClientSideProtocol, flow: HTTPFlow) -> None:
+    def __init__(self, context: ProxyContext, client: Client, flow: HTTPFlow, inner_http: InnerHTTPFactory) -> None:
         self.context = context
-        self.client_side = client_side
+        self.client = client
         self.flow = flow
+        self._inner_http = inner_http
         self.host = flow.request.host
         self.port = flow.request.port
         self._buffer = b""
@@ -62,14 +69,14 @@ class Tunnel(Protocol):
     def connectionMade(self) -> None:
         settings = self.context.settings
         if not settings.intercepts(self.host, self.port):
-            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, settings.show_ignored_hosts), b"")
+            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, settings.show_ignored_hosts), b"")
         else:
             self._waiting = self.context.reactor.callLater(self.server_first_delay, self._server_speaks_first)
 
     def _server_speaks_first(self) -> None:
         self._waiting = None
         if self._inner is None and not self._buffer:
-            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, with_hooks=True), b"")
+            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, with_hooks=True), b"")
 
     def dataReceived(self, data: bytes) -> None:
         if self._inner is not None:
@@ -103,14 +110,14 @@ class Tunnel(Protocol):
         elif _REQUEST_LINE_START.match(data):
             self._start_inner_http(b"http", data)
         elif len(data) >= 16 or not _could_become_request_line(data):
-            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, with_hooks=True), data)
+            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, with_hooks=True), data)
 
     def _start_tls(self, data: bytes) -> None:
         try:
             hello = parse_client_hello(data)
         except ValueError as problem:
             self._log.info("{host}: not a valid TLS ClientHello ({problem}); relaying as TCP", host=self.host, problem=problem)
-            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, with_hooks=True), data)
+            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, with_hooks=True), data)
             return
         if hello is None:
             if len(data) > MAX_CLIENT_HELLO:
@@ -118,25 +125,21 @@ class Tunnel(Protocol):
             return
         settings = self.context.settings
         if hello.sni and not settings.intercepts(hello.sni, self.port):
-            self._hand_over(TCPRelay(self.context, self._client(), self.host, self.port, settings.show_ignored_hosts), data)
+            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, settings.show_ignored_hosts), data)
             return
-        client = self._client()
+        client = self.client
         client.sni = hello.sni
         names = [hello.sni] if hello.sni else []
         if self.host not in names:
             names.append(self.host)
         assert self.context.certstore is not None
         creator = intercepting_server_creator(self.context.certstore, names)
-        from twisted_mitm.proxy.clientside import ClientSideProtocol
-
-        inner = ClientSideProtocol(self.context, client, (b"https", self.host, self.port))
+        inner = self._inner_http(client, (b"https", self.host, self.port))
         factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner))
         self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
-        from twisted_mitm.proxy.clientside import ClientSideProtocol
-
-        self._hand_over(ClientSideProtocol(self.context, self._client(), (scheme, self.host, self.port)), data)
+        self._hand_over(self._inner_http(self.client, (scheme, self.host, self.port)), data)
 
     def _stop_waiting(self) -> None:
         if self._waiting is not None and self._waiting.active():
@@ -150,11 +153,6 @@ class Tunnel(Protocol):
         protocol.makeConnection(self.transport)
         if data:
             protocol.dataReceived(data)
-
-    def _client(self) -> Client:
-        client = self.client_side.client
-        assert client is not None
-        return client
 
 
 def _could_become_request_line(data: bytes) -> bool:

@@ -53,9 +53,8 @@ from twisted_mitm.proxy.pipe import Valve
 from twisted_mitm.websocket import Opcode, WebSocketData, WebSocketMessage
 
 if TYPE_CHECKING:
-    from twisted_mitm.proxy.clientside import ClientSideProtocol
     from twisted_mitm.proxy.context import ProxyContext
-    from twisted_mitm.proxy.serverside import ServerSideProtocol
+    from twisted_mitm.proxy.streams import ClientStream, Upstream
 
 #: Fields of a 101 that each leg writes for itself; the others are relayed to the client.
 _HANDSHAKE_FIELDS = frozenset(
@@ -304,8 +303,8 @@ class WebSocketRelay:
         self._store = _Store(flow, settings.websocket_max_stored_bytes)
         self._server_leg: ServerLeg | None = None
         self._client_leg: ClientLeg | None = None
-        self._client_side: ClientSideProtocol | None = None
-        self._server_side: ServerSideProtocol | None = None
+        self._client_side: ClientStream | None = None
+        self._server_side: Upstream | None = None
         self._client_open: Deferred[None] = Deferred()
         self._valves: dict[bool, Valve] = {}
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
@@ -320,9 +319,9 @@ class WebSocketRelay:
 
     # The handshake.
 
-    def upstream_headers(self, headers: Headers, server: ServerSideProtocol) -> Headers:
+    def upstream_headers(self, headers: Headers, server: Upstream) -> Headers:
         """Build the server leg on C{server}; return C{headers} with its key and offers."""
-        protocols = [token.strip() for value in headers.get_all("sec-websocket-protocol") for token in value.split(",") if token.strip()]
+        protocols = [token.decode("latin-1") for token in http1.field_elements(headers.fields, b"sec-websocket-protocol")]
         factory = WebSocketClientFactory(reactor=self.context.reactor, protocols=protocols, useragent=None)
         factory.setProtocolOptions(
             perMessageCompressionOffers=[PerMessageDeflateOffer()],
@@ -331,7 +330,7 @@ class WebSocketRelay:
         )
         leg = ServerLeg(self)
         leg.factory = factory
-        capture = _CapturingTransport(server.transport)
+        capture = _CapturingTransport(server.consumer)
         leg.makeConnection(capture)
         self._server_leg = leg
         self._server_side = server
@@ -356,7 +355,7 @@ class WebSocketRelay:
             "maxFramePayloadSize": 0,
         }
 
-    def start(self, client_side: ClientSideProtocol) -> None:
+    def start(self, client_side: ClientStream) -> None:
         """The server's 101 passed the hooks: open both legs, then run C{websocket_start}.
 
         @raise ProtocolError: (502) the server's 101 is not a valid WebSocket answer.
@@ -374,7 +373,7 @@ class WebSocketRelay:
             return
         self.flow.on_kill = self.kill
         self.context.websockets.add(self.flow, self)
-        self._pair_transports(self._client_leg.transport, self._server_side.transport)
+        self._pair_transports(self._client_leg.transport, self._server_side.consumer)
         self._update_valves()
         self._hook(WebsocketStartHook(self.flow), self._started_hooks)
 
