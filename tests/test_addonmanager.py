@@ -17,7 +17,8 @@ from twisted_mitm import ctx
 from twisted_mitm.addonmanager import load_script
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.hooks import DoneHook, RequestHook, ResponseHook
-from twisted_mitm.master import CommandError, Master
+from twisted_mitm.command import CommandError
+from twisted_mitm.master import Master
 from twisted_mitm.options import default_options
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 import types
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator
 
 import twisted
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
@@ -28,9 +28,10 @@ from twisted.python.failure import Failure
 
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.hooks import ConfigureHook, DoneHook, Hook, LoadHook
+from twisted_mitm.loader import Loader
 
 if TYPE_CHECKING:
-    from twisted_mitm.master import Master
+    from twisted_mitm.loader import AddonHost
 
 Handler = Callable[..., Any]
 
@@ -62,41 +63,6 @@ def _handlers_in(chain: Iterable[object], name: str) -> tuple[Handler, ...]:
     return tuple(handler for handler in found if callable(handler))
 
 
-class Loader:
-    """What the C{load} hook receives: declares the addon's options and commands."""
-
-    def __init__(self, master: Master) -> None:
-        self.master = master
-
-    def add_option(
-        self,
-        name: str,
-        typespec: Any,
-        default: Any,
-        help: str,
-        choices: Sequence[str] | None = None,
-    ) -> None:
-        """
-        Declare an option (mitmproxy's signature). Declaring it again with the same type, as
-        a reloaded script does, keeps its value.
-        """
-        options = self.master.options
-        before = options.typespec_name(name) if name in options else None
-        options.add_option(name, typespec, default, help, choices)
-        after = options.typespec_name(name)
-        if before not in (None, after):
-            _log.warn(
-                "option {name} re-declared as {after} (was {before})",
-                name=name,
-                after=after,
-                before=before,
-            )
-
-    def add_command(self, path: str, func: Callable[..., Any]) -> None:
-        """Make C{func} callable as C{ctx.master.commands.call(path, ...)}."""
-        self.master.commands.add(path, func)
-
-
 class AddonManager:
     """
     The chain of addons and the hook dispatcher.
@@ -105,7 +71,7 @@ class AddonManager:
     nobody handles costs a dictionary lookup; it is rebuilt after L{add} and L{remove}.
     """
 
-    def __init__(self, master: Master) -> None:
+    def __init__(self, master: AddonHost) -> None:
         self.master = master
         self.chain: list[object] = []
         self.lookup: dict[str, object] = {}

@@ -7,14 +7,14 @@ when it is created; C{log} works from the start, even while a script is being im
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted_mitm.log import Log
 
 if TYPE_CHECKING:
-    from twisted_mitm.master import Master
     from twisted_mitm.options import Options
 
-master: Master
+#: The L{twisted_mitm.master.Master} of the running proxy (which sets it when created).
+master: Any
 options: Options
 log: Log = Log()

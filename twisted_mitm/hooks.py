@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from twisted_mitm.addonmanager import Loader
+    from twisted_mitm.loader import Loader
     from twisted_mitm.connection import Client, Server
     from twisted_mitm.http import HTTPFlow
     from twisted_mitm.tcp import TCPFlow

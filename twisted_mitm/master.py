@@ -6,39 +6,14 @@ commands addons register, and the way to stop the proxy.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from twisted_mitm import ctx
 from twisted_mitm.addonmanager import AddonManager
-from twisted_mitm.exceptions import TwistedMitmError
+from twisted_mitm.command import CommandError, CommandManager
 from twisted_mitm.options import Options
 
-
-class CommandError(TwistedMitmError):
-    """A command does not exist."""
-
-
-class CommandManager:
-    """Named commands (C{"inject.websocket"}, ...) that scripts call through C{ctx.master}."""
-
-    def __init__(self) -> None:
-        self._commands: dict[str, Callable[..., Any]] = {}
-
-    def add(self, name: str, func: Callable[..., Any]) -> None:
-        """Register C{func} as command C{name}, replacing any previous one."""
-        self._commands[name] = func
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """
-        Run a command and return its result.
-
-        @raise CommandError: no command has this name.
-        """
-        try:
-            func = self._commands[name]
-        except KeyError:
-            raise CommandError(f"unknown command: {name}") from None
-        return func(*args, **kwargs)
+__all__ = ["CommandError", "CommandManager", "Master"]
 
 
 class Master:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from twisted_mitm.certs import CertStore
     from twisted_mitm.http import HTTPFlow
     from twisted_mitm.master import Master
-    from twisted_mitm.proxy.wsrelay import WebSocketRelay
 
 
 def _size(value: str | None) -> int | None:
@@ -104,15 +103,22 @@ class ProxyContext:
         self.settings = ProxySettings.from_options(self.master.options)
 
 
+class LiveWebSocket(Protocol):
+    """What the C{inject.websocket} command needs of a live relay."""
+
+    def inject(self, to_client: bool, content: bytes, is_text: bool) -> None:
+        """Send C{content} to the client (or the server)."""
+
+
 class WebSocketRelays:
     """The live relays of one proxy, by flow id; provides the C{inject.websocket} command."""
 
     _log = Logger()
 
     def __init__(self) -> None:
-        self._relays: dict[str, WebSocketRelay] = {}
+        self._relays: dict[str, LiveWebSocket] = {}
 
-    def add(self, flow: HTTPFlow, relay: WebSocketRelay) -> None:
+    def add(self, flow: HTTPFlow, relay: LiveWebSocket) -> None:
         self._relays[flow.id] = relay
 
     def remove(self, flow: HTTPFlow) -> None:

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_mitm.connection import Client, Server
-from twisted_mitm.proxy.pipe import Valve
+from twisted_mitm.proxy.pipe import Hold, Side, Valve
 from twisted_mitm.proxy.serverside import tcp_endpoint
 from twisted_mitm.hooks import TcpEndHook, TcpErrorHook, TcpMessageHook, TcpStartHook
 from twisted_mitm.flow import Error
@@ -48,16 +48,16 @@ class _UpstreamLeg(Protocol):
         self.relay.upstream_connected(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        self.relay.relay_data(data, from_client=False)
+        self.relay.relay_data(data, Side.SERVER)
 
     def readConnectionLost(self) -> None:
-        self.relay.half_closed(from_client=False)
+        self.relay.half_closed(Side.SERVER)
 
     def writeConnectionLost(self) -> None:
         """The server will read nothing more; its FIN to us ends that direction."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
-        self.relay.leg_lost(reason, from_client=False)
+        self.relay.leg_lost(reason, Side.SERVER)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -88,19 +88,19 @@ class TCPRelay(Protocol):
         self._early: list[bytes] = []
         self._client_eof = False
         # Which sides sent a FIN, and which of those FINs went on (after that side's data).
-        self._fin_received: set[bool] = set()
-        self._fin_sent: set[bool] = set()
+        self._fin_received: set[Side] = set()
+        self._fin_sent: set[Side] = set()
         self._closed = False
-        self._queue: list[tuple[bytes, bool]] = []
+        self._queue: list[tuple[bytes, Side]] = []
         self._hook_running = False
         self._kept_sizes: deque[int] = deque()
         self._kept_bytes = 0
-        # Each leg's reading, by from_client: True is the client's, False the server's.
-        self._valves: dict[bool, Valve] = {}
+        # Each leg's reading.
+        self._valves: dict[Side, Valve] = {}
 
     def connectionMade(self) -> None:
-        self._valves[True] = Valve(self.transport)
-        self._valves[True].hold("connecting")
+        self._valves[Side.CLIENT] = Valve(self.transport)
+        self._valves[Side.CLIENT].hold(Hold.CONNECTING)
         if self.flow is not None:
             self.flow.on_kill = self._close_both
         endpoint = tcp_endpoint(self.context.reactor, self.host, self.port, self.context.settings.connect_timeout)
@@ -123,9 +123,9 @@ class TCPRelay(Protocol):
         if self._closed:
             transport.loseConnection()
             return
-        self._valves[False] = Valve(transport)
-        self.transport.registerProducer(self._valves[False], True)
-        transport.registerProducer(self._valves[True], True)
+        self._valves[Side.SERVER] = Valve(transport)
+        self.transport.registerProducer(self._valves[Side.SERVER], True)
+        transport.registerProducer(self._valves[Side.CLIENT], True)
         started = self.context.addons.trigger(TcpStartHook(self.flow)) if self.flow is not None else None
         if started is not None:
             started.addCallback(lambda _: self._flush_early())
@@ -135,35 +135,35 @@ class TCPRelay(Protocol):
     def _flush_early(self) -> None:
         early, self._early = self._early, []
         for data in early:
-            self.relay_data(data, from_client=True)
+            self.relay_data(data, Side.CLIENT)
         if self._client_eof:
-            self.half_closed(from_client=True)
-        self._valves[True].release("connecting")
+            self.half_closed(Side.CLIENT)
+        self._valves[Side.CLIENT].release(Hold.CONNECTING)
 
     def dataReceived(self, data: bytes) -> None:
         if self._server_transport is None:
             self._early.append(data)
             return
-        self.relay_data(data, from_client=True)
+        self.relay_data(data, Side.CLIENT)
 
     def readConnectionLost(self) -> None:
-        self.half_closed(from_client=True)
+        self.half_closed(Side.CLIENT)
 
     def writeConnectionLost(self) -> None:
         """The client will read nothing more; its FIN to us ends that direction."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
-        self.leg_lost(reason, from_client=True)
+        self.leg_lost(reason, Side.CLIENT)
 
     # Both legs.
 
-    def relay_data(self, data: bytes, from_client: bool) -> None:
+    def relay_data(self, data: bytes, source: Side) -> None:
         """Send C{data} to the other leg, through the C{tcp_message} hook when there is a flow."""
         if self.flow is None:
-            self._destination(from_client).write(data)
+            self._transport(source.other).write(data)
             return
-        self._queue.append((data, from_client))
-        self._valves[from_client].hold("hook")
+        self._queue.append((data, source))
+        self._valves[source].hold(Hold.HOOKS)
         if not self._hook_running:
             self._next_message()
 
@@ -173,12 +173,12 @@ class TCPRelay(Protocol):
             self._pass_fins()
             return
         assert self.flow is not None
-        data, from_client = self._queue.pop(0)
-        message = TCPMessage(from_client, data, time.time())
+        data, source = self._queue.pop(0)
+        message = TCPMessage(source is Side.CLIENT, data, time.time())
         self._keep(message)
         self._hook_running = True
         triggered = self.context.addons.trigger(TcpMessageHook(self.flow))
-        triggered.addCallback(lambda _: self._message_done(message))
+        triggered.addCallback(lambda _: self._message_done(message, source))
 
     def _keep(self, message: TCPMessage) -> None:
         """Record C{message} in the flow, forgetting the oldest past the bounds."""
@@ -191,21 +191,21 @@ class TCPRelay(Protocol):
             messages.pop(0)
             self._kept_bytes -= self._kept_sizes.popleft()
 
-    def _message_done(self, message: TCPMessage) -> None:
+    def _message_done(self, message: TCPMessage, source: Side) -> None:
         if self._closed:
             return
         if message.content:
-            self._destination(message.from_client).write(message.content)
-        if not any(from_client == message.from_client for _, from_client in self._queue):
-            self._valves[message.from_client].release("hook")
+            self._transport(source.other).write(message.content)
+        if not any(queued is source for _, queued in self._queue):
+            self._valves[source].release(Hold.HOOKS)
         self._next_message()
 
-    def half_closed(self, from_client: bool) -> None:
+    def half_closed(self, side: Side) -> None:
         """One side sent its FIN: pass it on after that side's data."""
-        if from_client and self._server_transport is None:
+        if side is Side.CLIENT and self._server_transport is None:
             self._client_eof = True
             return
-        self._fin_received.add(from_client)
+        self._fin_received.add(side)
         self._pass_fins()
 
     def _pass_fins(self) -> None:
@@ -216,9 +216,9 @@ class TCPRelay(Protocol):
         """
         if self._hook_running or self._closed:
             return
-        for from_client in self._fin_received - self._fin_sent:
-            self._fin_sent.add(from_client)
-            destination = self._destination(from_client)
+        for side in self._fin_received - self._fin_sent:
+            self._fin_sent.add(side)
+            destination = self._transport(side.other)
             if hasattr(destination, "loseWriteConnection"):
                 destination.loseWriteConnection()
             else:
@@ -228,12 +228,12 @@ class TCPRelay(Protocol):
                 if transport is not None:
                     transport.loseConnection()
 
-    def leg_lost(self, reason: Failure, from_client: bool) -> None:
+    def leg_lost(self, reason: Failure, side: Side) -> None:
         """One leg is gone: close the other and end the flow."""
         if self._closed:
             return
         self._closed = True
-        other = self._server_transport if from_client else self.transport
+        other = self._server_transport if side is Side.CLIENT else self.transport
         if other is not None:
             other.loseConnection()
         if self.flow is not None:
@@ -249,7 +249,7 @@ class TCPRelay(Protocol):
             if transport is not None:
                 transport.abortConnection()
 
-    def _destination(self, from_client: bool) -> ITransport:
-        transport = self._server_transport if from_client else self.transport
+    def _transport(self, side: Side) -> ITransport:
+        transport = self.transport if side is Side.CLIENT else self._server_transport
         assert transport is not None
         return transport

@@ -55,8 +55,20 @@ def tune_transport(transport: object) -> None:
         tcp.bufferSize = TRANSPORT_BUFFER
 
 
+class Side(enum.Enum):
+    """One of the two legs of a relay: the one facing the client, or the server."""
+
+    CLIENT = "client"
+    SERVER = "server"
+
+    @property
+    def other(self) -> Side:
+        """The leg at the other end."""
+        return Side.SERVER if self is Side.CLIENT else Side.CLIENT
+
+
 class Hold(enum.Enum):
-    """Why a L{ReaderPump} is not handing out events."""
+    """Why reading is paused: a L{ReaderPump} handing out no events, or a L{Valve} closed."""
 
     #: a head was read and the hooks have not yet said where its body goes
     DECIDING = enum.auto()
@@ -66,6 +78,10 @@ class Hold(enum.Enum):
     EXCHANGE = enum.auto()
     #: the connection has left HTTP/1 (CONNECT tunnel, WebSocket)
     SWITCHED = enum.auto()
+    #: the other leg of a relay is still connecting
+    CONNECTING = enum.auto()
+    #: hooks are still busy with what was read before
+    HOOKS = enum.auto()
 
 
 class Reader(Protocol):
@@ -232,22 +248,22 @@ class Valve:
     """Reading on one leg of a relay, paused while any reason to pause it holds.
 
     Registered as the streaming producer of the other leg's transport (Twisted's
-    portforward idiom), so a full destination is one reason (C{"destination full"}); a
-    relay adds its own (a hook running, a leg still connecting). One reason ending must
+    portforward idiom), so a full destination is one reason (L{Hold.CONSUMER}); a
+    relay adds its own (L{Hold.HOOKS}, L{Hold.CONNECTING}). One reason ending must
     not resume a leg that another reason still holds.
     """
 
     def __init__(self, transport: IPushProducer) -> None:
         self.transport = transport
-        self._reasons: set[str] = set()
+        self._reasons: set[Hold] = set()
 
-    def hold(self, reason: str) -> None:
+    def hold(self, reason: Hold) -> None:
         """Pause reading for C{reason}."""
         if not self._reasons:
             self.transport.pauseProducing()
         self._reasons.add(reason)
 
-    def release(self, reason: str) -> None:
+    def release(self, reason: Hold) -> None:
         """Lift C{reason}; resume reading once no reason is left."""
         if reason in self._reasons:
             self._reasons.remove(reason)
@@ -255,10 +271,10 @@ class Valve:
                 self.transport.resumeProducing()
 
     def pauseProducing(self) -> None:
-        self.hold("destination full")
+        self.hold(Hold.CONSUMER)
 
     def resumeProducing(self) -> None:
-        self.release("destination full")
+        self.release(Hold.CONSUMER)
 
     def stopProducing(self) -> None:
         """The destination is gone; the relay closes this leg itself when a leg is lost."""

@@ -49,7 +49,7 @@ from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.flow import Error
 from twisted_mitm.hooks import WebsocketEndHook, WebsocketMessageHook, WebsocketStartHook
 from twisted_mitm.http import Headers, HTTPFlow
-from twisted_mitm.proxy.pipe import Valve
+from twisted_mitm.proxy.pipe import Hold, Side, Valve
 from twisted_mitm.websocket import Opcode, WebSocketData, WebSocketMessage
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class _Leg:
     accumulated; in message mode autobahn's defaults reassemble whole messages.
     """
 
-    from_client: bool
+    side: Side
     _lost = False
 
     def __init__(self, relay: WebSocketRelay) -> None:
@@ -195,7 +195,7 @@ class ServerLeg(_Leg, WebSocketClientProtocol):
     @ivar handshake_failure: why the server's 101 was not acceptable, if it was not.
     """
 
-    from_client = False
+    side = Side.SERVER
     handshake_failure: str | None = None
 
     def onConnect(self, response: Any) -> Deferred[None]:
@@ -209,7 +209,7 @@ class ServerLeg(_Leg, WebSocketClientProtocol):
 class ClientLeg(_Leg, WebSocketServerProtocol):
     """Faces the client: an autobahn server fed the client's upgrade request."""
 
-    from_client = True
+    side = Side.CLIENT
 
     def onConnect(self, request: Any) -> tuple[str | None, dict[str, list[str]]]:
         return self.relay.client_connecting()
@@ -278,9 +278,10 @@ class _Streamed:
             else:
                 self._pieces.append(payload)
 
-    def message(self, from_client: bool) -> tuple[WebSocketMessage, int | None]:
+    def message(self, source: Side) -> tuple[WebSocketMessage, int | None]:
         """The finished message, and its size if its payload was not kept."""
         opcode = Opcode.TEXT if self.is_text else Opcode.BINARY
+        from_client = source is Side.CLIENT
         if self._pieces is None:
             return WebSocketMessage(opcode, from_client, not_stored(self.size)), self.size
         return WebSocketMessage(opcode, from_client, b"".join(self._pieces)), None
@@ -306,16 +307,16 @@ class WebSocketRelay:
         self._client_side: ClientStream | None = None
         self._server_side: Upstream | None = None
         self._client_open: Deferred[None] = Deferred()
-        self._valves: dict[bool, Valve] = {}
+        self._valves: dict[Side, Valve] = {}
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._busy = False
         self._draining = False
         self._started = False
         self._ended = False
-        self._gone: set[bool] = set()
-        self._closing: set[bool] = set()
-        self._streams: dict[bool, _Streamed] = {}
-        self._waiting: dict[bool, list[WebSocketMessage]] = {True: [], False: []}
+        self._gone: set[Side] = set()
+        self._closing: set[Side] = set()
+        self._streams: dict[Side, _Streamed] = {}
+        self._waiting: dict[Side, list[WebSocketMessage]] = {Side.CLIENT: [], Side.SERVER: []}
 
     # The handshake.
 
@@ -414,10 +415,10 @@ class WebSocketRelay:
 
     def _pair_transports(self, client: Any, server: Any) -> None:
         """Each leg's socket is paused while the other's is full (the portforward idiom)."""
-        self._valves[True] = Valve(client)
-        self._valves[False] = Valve(server)
-        server.registerProducer(self._valves[True], True)
-        client.registerProducer(self._valves[False], True)
+        self._valves[Side.CLIENT] = Valve(client)
+        self._valves[Side.SERVER] = Valve(server)
+        server.registerProducer(self._valves[Side.CLIENT], True)
+        client.registerProducer(self._valves[Side.SERVER], True)
 
     def _started_hooks(self) -> None:
         self._started = True
@@ -427,7 +428,7 @@ class WebSocketRelay:
 
     def message_received(self, leg: _Leg, payload: bytes, is_text: bool) -> None:
         """A whole message arrived (message mode): it waits for its hook, then goes on."""
-        message = WebSocketMessage(Opcode.TEXT if is_text else Opcode.BINARY, leg.from_client, payload)
+        message = WebSocketMessage(Opcode.TEXT if is_text else Opcode.BINARY, leg.side is Side.CLIENT, payload)
         self._enqueue(self._message_hook, message, True)
 
     def inject(self, to_client: bool, content: bytes, is_text: bool) -> None:
@@ -445,9 +446,10 @@ class WebSocketRelay:
     def _send_whole(self, message: WebSocketMessage) -> None:
         if message.dropped:
             return
-        destination = self._leg(not message.from_client)
-        if message.from_client in self._streams:
-            self._waiting[message.from_client].append(message)
+        source = Side.CLIENT if message.from_client else Side.SERVER
+        destination = self._leg(source.other)
+        if source in self._streams:
+            self._waiting[source].append(message)
         elif destination is not None and destination.can_send:
             try:
                 destination.sendMessage(message.content, isBinary=not message.is_text)
@@ -456,31 +458,31 @@ class WebSocketRelay:
 
     def stream_begin(self, leg: _Leg, is_text: bool) -> None:
         """A message starts (stream mode): start it on the other leg at once."""
-        self._streams[leg.from_client] = _Streamed(is_text, self._store.budget)
-        destination = self._leg(not leg.from_client)
+        self._streams[leg.side] = _Streamed(is_text, self._store.budget)
+        destination = self._leg(leg.side.other)
         if destination is not None:
             destination.beginMessage(isBinary=not is_text)
 
     def stream_data(self, leg: _Leg, payload: bytes) -> None:
         """Message data arrived (stream mode): send it as a frame, keep what the budget allows."""
-        streamed = self._streams[leg.from_client]
+        streamed = self._streams[leg.side]
         streamed.add(payload)
-        destination = self._leg(not leg.from_client)
+        destination = self._leg(leg.side.other)
         if destination is not None:
             destination.sendMessageFrame(payload)
             streamed.frames_sent += 1
 
     def stream_end(self, leg: _Leg) -> None:
         """The message ended (stream mode): end it on the other leg and let hooks observe it."""
-        streamed = self._streams.pop(leg.from_client)
-        destination = self._leg(not leg.from_client)
+        streamed = self._streams.pop(leg.side)
+        destination = self._leg(leg.side.other)
         if destination is not None:
             if not streamed.frames_sent:
                 destination.sendMessageFrame(b"")
             destination.endMessage()
-        message, size = streamed.message(leg.from_client)
+        message, size = streamed.message(leg.side)
         self._enqueue(self._observe, message, size)
-        waiting, self._waiting[leg.from_client] = self._waiting[leg.from_client], []
+        waiting, self._waiting[leg.side] = self._waiting[leg.side], []
         for queued in waiting:
             self._send_whole(queued)
 
@@ -490,7 +492,7 @@ class WebSocketRelay:
 
     def relay_control(self, leg: _Leg, payload: bytes, ping: bool) -> bool:
         """Pass a ping or pong to the other peer; C{False} if the other leg is not open."""
-        destination = self._leg(not leg.from_client)
+        destination = self._leg(leg.side.other)
         if destination is None or not destination.can_send:
             return False
         if ping:
@@ -503,12 +505,12 @@ class WebSocketRelay:
 
     def close_received(self, leg: _Leg, code: int | None, reason: str | None) -> None:
         """A peer started the closing handshake: pass its code and reason on, in order."""
-        self._record_close(leg.from_client, 1005 if code is None else code, reason or "")
-        self._closing.add(not leg.from_client)
-        self._enqueue(self._close_other, leg.from_client, code, reason)
+        self._record_close(leg.side, 1005 if code is None else code, reason or "")
+        self._closing.add(leg.side.other)
+        self._enqueue(self._close_other, leg.side, code, reason)
 
-    def _close_other(self, from_client: bool, code: int | None, reason: str | None) -> None:
-        destination = self._leg(not from_client)
+    def _close_other(self, source: Side, code: int | None, reason: str | None) -> None:
+        destination = self._leg(source.other)
         if destination is not None and destination.can_send:
             # No close-handshake timer: the peer answers once it has read all that came
             # before the close, and a slow reader must not be cut off before the end.
@@ -517,7 +519,7 @@ class WebSocketRelay:
 
     def leg_closed(self, leg: _Leg, was_clean: bool, code: int | None, reason: str | None) -> None:
         """A leg's connection is gone: end the other one the same way, then the flow."""
-        self._gone.add(leg.from_client)
+        self._gone.add(leg.side)
         if not self._started and self._client_leg is None:
             return
         if getattr(leg, "wasMaxMessagePayloadSizeExceeded", False):
@@ -525,20 +527,20 @@ class WebSocketRelay:
                 "{url}: the {peer} sent a WebSocket message larger than websocket_max_message_size "
                 "({limit} bytes); closed with 1009",
                 url=self.flow.request.pretty_url,
-                peer="client" if leg.from_client else "server",
+                peer=leg.side.value,
                 limit=self._max_message,
             )
         if leg.failedByMe and leg.localCloseCode is not None:  # type: ignore[attr-defined]
             code, reason = leg.localCloseCode, (leg.localCloseReason or b"").decode()  # type: ignore[attr-defined]
-        self._record_close(leg.from_client, code if code is not None else 1006, reason or "")
-        other = not leg.from_client
+        self._record_close(leg.side, code if code is not None else 1006, reason or "")
+        other = leg.side.other
         if other not in self._gone and other not in self._closing:
             self._closing.add(other)
             abrupt = not was_clean and not leg.failedByMe  # type: ignore[attr-defined]
-            self._enqueue(self._end_other, other, abrupt, "client" if leg.from_client else "server")
+            self._enqueue(self._end_other, other, abrupt, leg.side.value)
         self._maybe_end()
 
-    def _end_other(self, other: bool, abrupt: bool, peer: str) -> None:
+    def _end_other(self, other: Side, abrupt: bool, peer: str) -> None:
         """The peer dropped its connection: drop the other one; the proxy closed it: close the other."""
         destination = self._leg(other)
         if destination is None or other in self._gone:
@@ -548,10 +550,10 @@ class WebSocketRelay:
         else:
             destination.dropConnection(abort=True)
 
-    def _record_close(self, from_client: bool, code: int, reason: str) -> None:
+    def _record_close(self, source: Side, code: int, reason: str) -> None:
         websocket = self.flow.websocket
         if websocket is not None and websocket.closed_by_client is None:
-            websocket.closed_by_client = from_client
+            websocket.closed_by_client = source is Side.CLIENT
             websocket.close_code = code
             websocket.close_reason = reason
 
@@ -617,12 +619,12 @@ class WebSocketRelay:
         behind = len(self._queue) + self._busy > limit
         for valve in self._valves.values():
             if behind:
-                valve.hold("hooks")
+                valve.hold(Hold.HOOKS)
             else:
-                valve.release("hooks")
+                valve.release(Hold.HOOKS)
 
-    def _leg(self, from_client: bool) -> _Leg | None:
-        return self._client_leg if from_client else self._server_leg
+    def _leg(self, side: Side) -> _Leg | None:
+        return self._client_leg if side is Side.CLIENT else self._server_leg
 
     def _hook(self, hook: object, then: Callable[[], None]) -> None:
         triggered = self.context.addons.trigger(hook)
