@@ -22,6 +22,7 @@ from tests.support import (
     start_proxy,
     start_raw_origin,
 )
+from twisted_mitm.hooks import ServerConnectionHookData
 from twisted_mitm.http import HTTPFlow, Response
 from twisted_mitm.log import install_logging_bridge
 
@@ -125,6 +126,37 @@ class HookTests(TestCase):
         self.assertEqual((code, out), (0, b"right"), err)
         self.assertEqual(wrong.connections, [])
         self.assertTrue(right.requests[0].startswith(b"GET /elsewhere?x=1 HTTP/1.1\r\n"))
+
+    async def test_server_connect_redirects(self) -> None:
+        """server_connect may change data.server.address: the connection goes there, the request is unchanged."""
+        wrong = start_raw_origin(self, respond(200, b"wrong"))
+        right = start_raw_origin(self, respond(200, b"right"))
+
+        def server_connect(data: ServerConnectionHookData) -> None:
+            data.server.address = ("127.0.0.1", right.port)
+
+        proxy = start_proxy(self, addons=[_Hooks(server_connect=server_connect)])
+        out, err, code = await curl("-x", proxy.url, wrong.url + "/p")
+        self.assertEqual((code, out), (0, b"right"), err)
+        self.assertEqual(wrong.connections, [])
+        self.assertTrue(right.requests[0].startswith(b"GET /p HTTP/1.1\r\n"))
+
+    async def test_server_connect_refuses(self) -> None:
+        """server_connect may set data.server.error: no connection is made, the client gets a 502 saying why."""
+        recorder = HookRecorder()
+        origin = start_raw_origin(self, respond(200, b"origin"))
+
+        def server_connect(data: ServerConnectionHookData) -> None:
+            data.server.error = "not this one"
+
+        proxy = start_proxy(self, addons=[_Hooks(server_connect=server_connect), recorder])
+        out, err, code = await curl("-x", proxy.url, "-i", origin.url + "/")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out)
+        self.assertIn(b"not this one", out)
+        self.assertEqual(origin.connections, [])
+        self.assertIn("error", recorder.names("error", "server_connected"))
+        self.assertNotIn("server_connected", recorder.names("error", "server_connected"))
 
     async def test_async_hook_holds_only_its_flow(self) -> None:
         """While an async hook awaits asyncio.sleep for one flow, another client's flow completes."""
