@@ -505,5 +505,12 @@ def default_options() -> Options:
         "for this long gets a 408. 0: no limit.",
         check=check_seconds,
     )
+    add(
+        "request_head_timeout", int, 10,
+        "Seconds a client has to send a whole request head once it has begun one (HAProxy's "
+        "'timeout http-request'); trickling bytes does not extend it. A client that misses it "
+        "gets a 408 and is disconnected. 0: no limit.",
+        check=check_seconds,
+    )
     options.subscribe(_check_host_filters(options))
     return options

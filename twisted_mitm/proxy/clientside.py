@@ -12,10 +12,10 @@ the tunnel turns out to carry (see L{twisted_mitm.proxy.tunnel}).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import IConsumer, IHalfCloseableProtocol, IHandshakeListener, IProtocol, IPushProducer
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IHalfCloseableProtocol, IHandshakeListener, IProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -60,7 +60,10 @@ class ClientSideProtocol(Protocol):
         self._upstreams: ServerConnections | None = None
         self._tunnel: IProtocol | None = None
         self._closing = False
-        self._timer: Any = None
+        self._idle_timer: IDelayedCall | None = None
+        self._head_timer: IDelayedCall | None = None
+        #: a CONNECT whose http_connect hook is running
+        self._connect_flow: HTTPFlow | None = None
 
     # Twisted callbacks.
 
@@ -79,12 +82,19 @@ class ClientSideProtocol(Protocol):
             self._tunnel.dataReceived(data)
             return
         self.pump.data_received(data)
+        if self._waiting_for_head() and self.pump.reader.pending:
+            self._start_head_deadline()
 
     def readConnectionLost(self) -> None:
+        """The client closed its side. Between requests that ends the connection; in the
+        middle of one, the client has gone away (as nginx and mitmproxy see it): its
+        exchange is abandoned and both connections close at once."""
         if self._tunnel is not None:
             _half_close(self._tunnel)
             return
         self.pump.eof_received()
+        if self.pump.holds and not self._closing:
+            self.abort()
 
     def writeConnectionLost(self) -> None:
         """The client will read nothing more; the connection ends with its exchange."""
@@ -100,7 +110,8 @@ class ClientSideProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self._closing = True
-        self._cancel_timer()
+        self._idle_timer = _cancel(self._idle_timer)
+        self._head_timer = _cancel(self._head_timer)
         self.pump.stop_watching()
         if self.tunnel_target is not None and self.tunnel_target[0] == b"https" and self.client is not None and not self.client.tls_established:
             ca_path = self.context.certstore.ca_cert_path if self.context.certstore else None
@@ -185,7 +196,8 @@ class ClientSideProtocol(Protocol):
 
     def _event_received(self, event: object) -> None:
         if isinstance(event, http1.RequestHead):
-            self._cancel_timer()
+            self._idle_timer = _cancel(self._idle_timer)
+            self._head_timer = _cancel(self._head_timer)
             self._request_head(event)
         elif isinstance(event, http1.Data):
             if self._body_sink is not None:
@@ -260,10 +272,12 @@ class ClientSideProtocol(Protocol):
 
     def _connect_requested(self, flow: HTTPFlow) -> None:
         self._exchange = None
+        self._connect_flow = flow
         triggered = self.context.addons.trigger(HttpConnectHook(flow))
         triggered.addCallback(lambda _: self._connect_answered(flow))
 
     def _connect_answered(self, flow: HTTPFlow) -> None:
+        self._connect_flow = None
         if self._closing:
             return
         if flow.error is not None:
@@ -298,20 +312,33 @@ class ClientSideProtocol(Protocol):
 
     # Timeouts and hooks.
 
+    def _waiting_for_head(self) -> bool:
+        """Whether the connection waits for the client's next request head."""
+        return self._exchange is None and self._connect_flow is None and self._tunnel is None and not self._closing
+
     def _wait_for_request(self) -> None:
-        """Arm the timer that closes a connection idle, or slow to send its next head, too long."""
+        """Arm the timer that closes a connection idle too long; the head deadline if a head has begun."""
         timeout = self.context.settings.idle_timeout
-        if self._timer is None and timeout is not None:
-            self._timer = self.context.reactor.callLater(timeout, self._timed_out)
+        if self._idle_timer is None and timeout is not None:
+            self._idle_timer = self.context.reactor.callLater(timeout, self._idle_timed_out)
+        if self.pump.reader.pending:
+            self._start_head_deadline()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+    def _start_head_deadline(self) -> None:
+        """A request head has begun: it must be complete within C{request_head_timeout},
+        however its bytes trickle in."""
+        timeout = self.context.settings.head_timeout
+        if self._head_timer is None and timeout is not None:
+            self._head_timer = self.context.reactor.callLater(timeout, self._head_timed_out, timeout)
 
-    def _timed_out(self) -> None:
-        self._timer = None
-        if self._exchange is not None or self._closing or self._tunnel is not None:
+    def _head_timed_out(self, timeout: float) -> None:
+        self._head_timer = None
+        if self._waiting_for_head():
+            self._refuse(ProtocolError(408, f"the request head did not arrive within {timeout:g} seconds"))
+
+    def _idle_timed_out(self) -> None:
+        self._idle_timer = None
+        if not self._waiting_for_head():
             return
         if self.pump.reader.pending:
             self._refuse(ProtocolError(408, "the request head did not arrive in time"))
@@ -321,6 +348,13 @@ class ClientSideProtocol(Protocol):
 
     def _hook(self, hook: object) -> None:
         self.context.addons.trigger(hook)
+
+
+def _cancel(call: IDelayedCall | None) -> None:
+    """Cancel C{call} if it is still pending; returns C{None} to clear the caller's reference."""
+    if call is not None and call.active():
+        call.cancel()
+    return None
 
 
 def _half_close(protocol: IProtocol) -> None:

@@ -50,6 +50,7 @@ class ProxySettings:
     connect_timeout: float | None
     response_timeout: float | None
     idle_timeout: float | None
+    head_timeout: float | None
 
     @classmethod
     def from_options(cls, options: Options) -> ProxySettings:
@@ -68,6 +69,7 @@ class ProxySettings:
             connect_timeout=_seconds(options.upstream_connect_timeout),
             response_timeout=_seconds(options.upstream_read_timeout),
             idle_timeout=_seconds(options.connection_idle_timeout),
+            head_timeout=_seconds(options.request_head_timeout),
         )
 
     def intercepts(self, host: str, port: int) -> bool:

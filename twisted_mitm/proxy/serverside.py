@@ -248,6 +248,7 @@ class ServerConnections:
         self._client = client
         self._tunnel_host = tunnel_host
         self._current: ServerSideProtocol | None = None
+        self._closed = False
 
     def for_flow(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
         """A connection to the flow's current upstream, reused when it is still good."""
@@ -256,7 +257,7 @@ class ServerConnections:
         current = self._current
         if current is not None and current.key == key and current.connected and current.reusable:
             return succeed(current)
-        self.close()
+        self._drop_current()
         server = Server(address=(request.host, request.port))
         if request.data.scheme == b"https":
             server.sni = self._sni_for(request.host)
@@ -282,10 +283,14 @@ class ServerConnections:
         return connecting.addCallback(self._opened)
 
     def _opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
-        self._current = protocol
         data = ServerConnectionHookData(protocol.server, self._client)
         self._context.addons.trigger(ServerConnectedHook(data))
         protocol.lost.addCallback(lambda _: self._context.addons.trigger(ServerDisconnectedHook(data)))
+        if self._closed:
+            # The client left while this connection was being opened: nobody will use it.
+            protocol.close()
+        else:
+            self._current = protocol
         return protocol
 
     def hand_over(self, protocol: object) -> None:
@@ -294,7 +299,11 @@ class ServerConnections:
             self._current = None
 
     def close(self) -> None:
-        """Close the kept connection, if any."""
+        """Close the kept connection, if any, and any that is still being opened."""
+        self._closed = True
+        self._drop_current()
+
+    def _drop_current(self) -> None:
         current, self._current = self._current, None
         if current is not None:
             current.close()
