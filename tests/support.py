@@ -88,20 +88,28 @@ def start_proxy(
     @param confdir: where the CA lives; by default one shared by the whole test run.
     """
     confdir = confdir or shared_confdir()
+    master = make_master(["listen_port=0", f"confdir={confdir}", *options], addons, scripts)
+    service = MitmService(master, CertStore.from_confdir(confdir), reactor)
+    service.startService()
+    test.addCleanup(service.stopService)
+    return RunningProxy(service, master, service.port.getHost().port, confdir)
+
+
+def make_master(options: Sequence[str] = (), addons: Iterable[object] = (), scripts: Sequence[str] = ()) -> Master:
+    """A master with the built-in addons, then C{addons} and C{scripts}, and C{--set}-style C{options}.
+
+    Options are applied after the scripts load, so a script's own options can be set.
+    """
     registry = default_options()
-    registry.set("listen_port=0", f"confdir={confdir}", *options, defer=True)
-    stopped: list[bool] = []
-    master = Master(registry, shutdown=lambda: stopped.append(True))
+    registry.set(*options, defer=True)
+    master = Master(registry, shutdown=lambda: None)
     master.addons.add(*default_addons())
     for addon in addons:
         master.addons.add(addon)
     for path in scripts:
         master.addons.add(load_script(path))
     registry.process_deferred()
-    service = MitmService(master, CertStore.from_confdir(confdir), reactor)
-    service.startService()
-    test.addCleanup(service.stopService)
-    return RunningProxy(service, master, service.port.getHost().port, confdir)
+    return master
 
 
 def listen(test: TestCase, factory: Factory) -> int:
@@ -156,13 +164,18 @@ class RawOrigin:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
+    def factory(self, read_bodies: bool = False) -> Factory:
+        """Protocols serving this origin on any transport; with C{read_bodies}, as L{start_body_origin}'s."""
+        protocol = _BodyReadingOrigin if read_bodies else _ScriptedOrigin
+        return Factory.forProtocol(lambda: protocol(self))
+
 
 def start_raw_origin(
     test: TestCase, handler: Callable[[Any, bytes], None] | None, tls: OriginCertificate | None = None
 ) -> RawOrigin:
     """Start a L{RawOrigin} on 127.0.0.1 port 0; with C{tls}, it speaks TLS with that certificate."""
     origin = RawOrigin(handler, scheme="http" if tls is None else "https")
-    factory: Factory = Factory.forProtocol(lambda: _ScriptedOrigin(origin))
+    factory = origin.factory()
     if tls is not None:
         factory = TLSMemoryBIOFactory(tls.options(), False, factory)
     origin.port = listen(test, factory)
@@ -369,7 +382,7 @@ class _BodyReadingOrigin(_ScriptedOrigin):
 def start_body_origin(test: TestCase, handler: Callable[[Any, bytes], None]) -> RawOrigin:
     """Start a L{RawOrigin} that calls C{handler} once a request's body is read whole (kept in C{bodies})."""
     origin = RawOrigin(handler)
-    origin.port = listen(test, Factory.forProtocol(lambda: _BodyReadingOrigin(origin)))
+    origin.port = listen(test, origin.factory(read_bodies=True))
     test.addCleanup(lambda: [c.transport.abortConnection() for c in origin.connections])
     return origin
 
