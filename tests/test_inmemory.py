@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import twisted.protocols.tls
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
@@ -99,16 +98,35 @@ class KeepAliveTests(SynchronousTestCase):
         self.assertEqual(client.received, response(b"one") + response(b"two"))
         self.assertEqual(len(network.upstreams), 1)
 
-    def test_half_closed_client_gets_its_answer(self) -> None:
-        """A client that half-closes after its request still gets the whole response, then the proxy closes."""
-        network, origin = network_with_origin(respond(200, b"bye"))
+    def test_client_fin_while_waiting_abandons_the_exchange(self) -> None:
+        """A client that sends its FIN while its request waits for the origin has gone away (as
+        mitmproxy and nginx read a FIN): the upstream connection is closed at once, error runs."""
+        recorder = HookRecorder()
+        network, origin = network_with_origin(hold, addons=[recorder])
         client = network.connect_client()
         client.send(request())
+        network.pump()
+        self.assertEqual(len(origin.requests), 1)
+        client.half_close()
+        network.pump()
+        self.assertTrue(network.upstreams[0].proxy_end.aborted)
+        self.assertEqual(origin.lost, origin.connections)
+        self.assertEqual(error_messages(recorder), ["the client disconnected"])
+        self.assertIsNotNone(client.lost)
+
+    def test_client_fin_between_requests_closes_quietly(self) -> None:
+        """A FIN after a complete exchange just closes the connection: nothing is abandoned."""
+        recorder = HookRecorder()
+        network, _ = network_with_origin(respond(200, b"bye"), addons=[recorder])
+        client = network.connect_client()
+        client.send(request())
+        network.pump()
         client.half_close()
         network.pump()
         self.assertEqual(client.received, b"HTTP/1.1 200 Whatever\r\nContent-Length: 3\r\n\r\nbye")
         assert client.lost is not None
         self.assertTrue(client.lost.check(ConnectionDone))
+        self.assertEqual(error_messages(recorder), [])
 
 
 class Rewriter:
@@ -311,11 +329,6 @@ class TLSTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.certstore = CertStore.from_confdir(shared_confdir())
         self.network = MemoryNetwork((f"ssl_verify_upstream_trusted_ca={origin_ca_path(self)}",), certstore=self.certstore)
-        # The proxy builds its TLS factories (tunnel.py, and wrapClientTLS in serverside.py)
-        # without clock=, so Twisted's TLS write aggregation schedules its flushes on the
-        # global reactor, which never runs here. Until they pass context.reactor, Twisted's
-        # default clock is the memory reactor for the length of the test.
-        self.patch(twisted.protocols.tls, "_get_default_clock", lambda: self.network.reactor)
 
     def test_request_inside_intercepted_tls(self) -> None:
         """A client trusting the proxy's CA gets the TLS origin's answer to a request sent inside CONNECT."""

@@ -325,7 +325,7 @@ def connect_upstream(
     host, port = server.address
     endpoint = tcp_endpoint(reactor, host, port, timeout)
     if tls_creator is not None:
-        endpoint = wrapClientTLS(tls_creator, endpoint)
+        endpoint = wrapClientTLS(tls_creator, endpoint, clock=reactor)
     protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
     server.timestamp_start = time.time()
     connecting = endpoint.connect(_OneShotFactory(protocol))

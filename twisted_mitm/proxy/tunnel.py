@@ -135,7 +135,7 @@ class Tunnel(Protocol):
         assert self.context.certstore is not None
         creator = intercepting_server_creator(self.context.certstore, names)
         inner = self._inner_http(client, (b"https", self.host, self.port))
-        factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner))
+        factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
         self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
