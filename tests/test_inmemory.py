@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -321,6 +322,67 @@ class FailureTests(SynchronousTestCase):
         assert client.lost is not None
         self.assertTrue(client.lost.check(ConnectionDone))
         self.assertEqual(client.received, b"")
+
+
+class SlowClientTests(SynchronousTestCase):
+    """A client cannot hold a connection by trickling its head, nor lose a response by uploading on."""
+
+    def test_trickled_head_gets_408_at_the_deadline(self) -> None:
+        """Bytes of a head arriving every half second do not extend request_head_timeout."""
+        network, origin = network_with_origin(respond(200, b"never"), options=["request_head_timeout=3"])
+        client = network.connect_client()
+        head = request()
+        for byte in range(5):
+            client.send(head[byte : byte + 1])
+            network.advance(0.5)
+        self.assertIsNone(client.lost)
+        for byte in range(5, 8):
+            client.send(head[byte : byte + 1])
+            network.advance(0.5)
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 408 "), client.received)
+        self.assertIn(b"did not arrive within 3 seconds", client.received)
+        self.assertIsNotNone(client.lost)
+        self.assertEqual(origin.requests, [])
+
+    def test_early_response_then_the_upload_is_drained(self) -> None:
+        """An origin answering before the upload ended: the client gets the response, then our FIN
+        (not a close that would reset the connection over its unread upload), and the connection
+        ends cleanly when the client closes."""
+
+        def refuse(protocol: Any, head: bytes) -> None:
+            protocol.transport.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno!")
+
+        network, _ = network_with_origin(refuse, options=["stream_large_bodies=1k"])
+        client = network.connect_client()
+        client.send(request(b"POST", extra=b"Content-Length: 100000\r\n") + b"x" * 5000)
+        network.pump()
+        self.assertTrue(client.received.endswith(b"\r\n\r\nno!"), client.received)
+        proxy_end = network.clients[0].proxy_end
+        self.assertTrue(proxy_end.write_closed)
+        self.assertFalse(proxy_end.aborted)
+        assert client.lost is not None
+        self.assertTrue(client.lost.check(ConnectionDone))
+
+    def test_client_gone_while_the_upstream_is_being_opened(self) -> None:
+        """A client that leaves while server_connect still runs: the connection opened after it is closed."""
+        connecting: list[Deferred[None]] = []
+
+        class SlowConnect:
+            def server_connect(self, data: object) -> Deferred[None]:
+                connecting.append(Deferred())
+                return connecting[0]
+
+        network, origin = network_with_origin(hold, addons=[SlowConnect()])
+        client = network.connect_client()
+        client.send(request())
+        network.pump()
+        client.abort()
+        network.pump()
+        connecting[0].callback(None)
+        network.pump()
+        self.assertEqual(len(origin.connections), 1)
+        self.assertEqual(origin.lost, origin.connections)
+        self.assertEqual(origin.requests, [])
 
 
 class TLSTests(SynchronousTestCase):

@@ -160,6 +160,30 @@ class UpstreamFailureTests(TestCase):
         self.assertEqual(origin.requests, [])
         self._assert_error_hook(recorder, "sent nothing of its request body")
 
+    async def test_slow_heads_shed_while_others_are_served(self) -> None:
+        """Clients trickling a request head a byte at a time get a 408 at request_head_timeout,
+        however steadily they send, while a normal client keeps being served meanwhile."""
+        origin = start_raw_origin(self, respond(200, b"served"))
+        proxy = start_proxy(self, options=["request_head_timeout=1"])
+        head = f"GET {origin.url}/ HTTP/1.1\r\nHost: x\r\nX-Padding: {'p' * 200}\r\n\r\n".encode()
+        slow = [await raw_client(self, proxy.port) for _ in range(20)]
+        started = time.monotonic()
+        served = 0
+        for step in range(12):
+            for client in slow:
+                if not client.closed.called:
+                    client.send(head[step : step + 1])
+            out, err, code = await curl("-x", proxy.url, origin.url + "/")
+            self.assertEqual((code, out), (0, b"served"), err)
+            served += 1
+            await deferLater(reactor, 0.15, lambda: None)
+        answers = await gatherResults([client.wait_closed(timeout=5) for client in slow])
+        self.assertEqual([status_of(data) for data in answers], [408] * len(slow))
+        self.assertIn(b"did not arrive within 1 seconds", answers[0])
+        self.assertLess(time.monotonic() - started, 4)
+        self.assertEqual(served, 12)
+        self.assertEqual(len(origin.requests), 12)
+
     async def test_slow_client_is_not_server_silence(self) -> None:
         """While a slow client holds a streamed response back, the server's silence does not count."""
         body = b"y" * (8 * 1024 * 1024)

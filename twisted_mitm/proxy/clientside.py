@@ -15,7 +15,15 @@ import time
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IHalfCloseableProtocol, IHandshakeListener, IProtocol, IPushProducer
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocol,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -182,12 +190,14 @@ class ClientSideProtocol(Protocol):
         if exchange is not self._exchange:
             return
         self._exchange = None
-        self._body_sink = None
+        unread_body, self._body_sink = self._body_sink is not None, None
         self.pump.stop_watching()
         if keep_alive and not self._closing:
             self.pump.release(Hold.EXCHANGE)
             if self._exchange is None:
                 self._wait_for_request()
+        elif unread_body and not self._closing:
+            self.switch_protocols(_Drain(self.context.reactor))
         else:
             self._closing = True
             self.transport.loseConnection()
@@ -348,6 +358,44 @@ class ClientSideProtocol(Protocol):
 
     def _hook(self, hook: object) -> None:
         self.context.addons.trigger(hook)
+
+
+@implementer(IHalfCloseableProtocol)
+class _Drain(Protocol):
+    """Ends a connection whose response went out before the request body was read whole.
+
+    Closing at once would leave the rest of the upload unread in our socket, and the
+    kernel answers unread data with a reset that can destroy the response before the
+    client has read it. So this stops writing (a FIN after the response), reads and
+    drops what the client still sends, and closes when the client does, or after
+    L{seconds} at the most (nginx's lingering close).
+    """
+
+    seconds = 1.0
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._timer = self._clock.callLater(self.seconds, self.transport.abortConnection)
+        close_writing = getattr(self.transport, "loseWriteConnection", None)
+        if close_writing is None:  # TLS: no half-close; close after the response
+            self.transport.loseConnection()
+        else:
+            close_writing()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Dropped: the request has been answered."""
+
+    def readConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our FIN went out; wait for the client's."""
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self._timer = _cancel(self._timer)
 
 
 def _cancel(call: IDelayedCall | None) -> None:
