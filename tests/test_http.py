@@ -6,6 +6,9 @@ import gzip
 import json
 import zlib
 
+import brotli  # type: ignore[import-untyped]
+import zstandard
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_mitm.connection import Client, Server
@@ -16,8 +19,6 @@ from twisted_mitm.http import (
     HTTPFlow,
     Request,
     Response,
-    decode_content,
-    encode_content,
     infer_charset,
 )
 from twisted_mitm.utils.multidict import MultiDict
@@ -169,34 +170,6 @@ class HeadersTests(SynchronousTestCase):
         self.assertEqual(bytes(Headers()), b"")
 
 
-class EncodingTests(SynchronousTestCase):
-    """Content-Encoding support."""
-
-    def test_round_trips(self) -> None:
-        """identity, gzip and deflate decode what they encode."""
-        data = b"hello world" * 100
-        for encoding in ("identity", "gzip", "deflate", "GZIP"):
-            self.assertEqual(decode_content(encode_content(data, encoding), encoding), data)
-
-    def test_foreign_encoders(self) -> None:
-        """gzip and both deflate forms written by other encoders are decoded."""
-        data = b"payload"
-        self.assertEqual(decode_content(gzip.compress(data), "gzip"), data)
-        self.assertEqual(decode_content(zlib.compress(data), "deflate"), data)
-        raw = zlib.compressobj(wbits=-15)
-        self.assertEqual(decode_content(raw.compress(data) + raw.flush(), "deflate"), data)
-
-    def test_gzip_is_deterministic(self) -> None:
-        """Encoding the same body twice gives the same bytes."""
-        self.assertEqual(encode_content(b"x", "gzip"), encode_content(b"x", "gzip"))
-
-    def test_invalid(self) -> None:
-        """Corrupt data and unknown encodings raise ValueError."""
-        self.assertRaises(ValueError, decode_content, b"not gzip", "gzip")
-        self.assertRaises(ValueError, decode_content, b"x", "compress")
-        self.assertRaises(ValueError, encode_content, b"x", "compress")
-
-
 class ContentTests(SynchronousTestCase):
     """L{Message.content} and friends, through L{Response}."""
 
@@ -265,6 +238,105 @@ class ContentTests(SynchronousTestCase):
         response = self.make([(b"Content-Type", b"application/json")], b'{"a": [1]}')
         self.assertEqual(response.json(), {"a": [1]})
         self.assertRaises(TypeError, self.make([], None).json)
+
+
+class EncodedContentTests(SynchronousTestCase):
+    """L{Message.content}, C{text}, C{decode()} and C{encode()} over every content coding."""
+
+    def make(self, coding: bytes, raw: bytes | None, content_type: bytes = b"text/html") -> Response:
+        headers = [(b"Content-Type", content_type), (b"Content-Encoding", coding)]
+        return Response(b"HTTP/1.1", 200, b"OK", headers, raw, None, 1.0, 2.0)
+
+    def test_each_coding_reads_as_text(self) -> None:
+        """content and text decode br, zstd, gzip and deflate bodies."""
+        compressors = {
+            b"br": brotli.compress,
+            b"zstd": zstandard.ZstdCompressor().compress,
+            b"gzip": gzip.compress,
+            b"deflate": zlib.compress,
+        }
+        for coding, compress in compressors.items():
+            with self.subTest(coding=coding):
+                response = self.make(coding, compress("<p>é</p>".encode()))
+                self.assertEqual(response.content, "<p>é</p>".encode())
+                self.assertEqual(response.text, "<p>é</p>")
+
+    def test_set_text_reencodes(self) -> None:
+        """Setting text under br stores brotli bytes and a matching Content-Length."""
+        response = self.make(b"br", brotli.compress(b"old"))
+        response.text = "new text"
+        self.assertEqual(brotli.decompress(response.raw_content), b"new text")  # type: ignore[arg-type]
+        self.assertEqual(response.headers["content-length"], str(len(response.raw_content)))  # type: ignore[arg-type]
+        self.assertEqual(response.headers["content-encoding"], "br")
+
+    def test_stacked_codings(self) -> None:
+        """Content-Encoding: gzip, br is undone in reverse and re-applied in order on set."""
+        response = self.make(b"gzip, br", brotli.compress(gzip.compress(b"layers")))
+        self.assertEqual(response.content, b"layers")
+        response.content = b"changed"
+        self.assertEqual(gzip.decompress(brotli.decompress(response.raw_content)), b"changed")  # type: ignore[arg-type]
+        self.assertEqual(response.headers["content-encoding"], "gzip, br")
+
+    def test_unchanged_content_keeps_sent_bytes(self) -> None:
+        """Assigning the decoded body back keeps the server's compressed bytes as they were."""
+        sent = gzip.compress(b"as sent", 9, mtime=42)
+        response = self.make(b"gzip", sent)
+        response.content = response.content
+        self.assertEqual(response.raw_content, sent)
+
+    def test_unknown_coding(self) -> None:
+        """An unknown coding: strict reads raise, lenient reads give the raw bytes."""
+        response = self.make(b"compress", b"raw bytes")
+        self.assertRaises(ValueError, lambda: response.content)
+        self.assertRaises(ValueError, lambda: response.text)
+        self.assertEqual(response.get_content(strict=False), b"raw bytes")
+        self.assertEqual(response.get_text(strict=False), "raw bytes")
+
+    def test_corrupt_body(self) -> None:
+        """A corrupt br body raises in strict mode and is raw otherwise; nothing is changed."""
+        response = self.make(b"br", b"\x80\x81 not brotli")
+        error = self.assertRaises(ValueError, lambda: response.text)
+        self.assertIn("br", str(error))
+        self.assertEqual(response.get_text(strict=False), "\udc80\udc81 not brotli")
+        self.assertRaises(ValueError, response.decode)
+        self.assertEqual(response.headers["content-encoding"], "br")
+        self.assertEqual(response.raw_content, b"\x80\x81 not brotli")
+
+    def test_lenient_decode_drops_header(self) -> None:
+        """decode(strict=False) of an undecodable body removes the header and keeps the bytes."""
+        response = self.make(b"zstd", b"not zstd")
+        response.decode(strict=False)
+        self.assertNotIn("content-encoding", response.headers)
+        self.assertEqual(response.raw_content, b"not zstd")
+        self.assertEqual(response.headers["content-length"], "8")
+
+    def test_decode_then_encode(self) -> None:
+        """decode() leaves plain bytes; encode() applies any coding or a list of them."""
+        response = self.make(b"zstd", zstandard.ZstdCompressor().compress(b"data"))
+        response.decode()
+        self.assertEqual(response.raw_content, b"data")
+        for coding in ("br", "zstd", "deflate, gzip"):
+            with self.subTest(coding=coding):
+                response.decode()
+                response.encode(coding)
+                self.assertEqual(response.headers["content-encoding"], coding)
+                self.assertNotEqual(response.raw_content, b"data")
+                self.assertEqual(response.content, b"data")
+
+    def test_encode_unknown(self) -> None:
+        """encode() of an unknown coding raises, removes the header and keeps the body."""
+        response = self.make(b"identity", b"data")
+        self.assertRaises(ValueError, response.encode, "compress")
+        self.assertNotIn("content-encoding", response.headers)
+        self.assertEqual(response.raw_content, b"data")
+
+    def test_missing_or_empty_body(self) -> None:
+        """A missing body is None under any coding; decode() leaves an empty one alone."""
+        self.assertIsNone(self.make(b"br", None).content)
+        response = self.make(b"gzip", b"")
+        self.assertEqual(response.content, b"")
+        response.decode()
+        self.assertEqual(response.headers["content-encoding"], "gzip")
 
 
 class TextTests(SynchronousTestCase):

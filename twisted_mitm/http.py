@@ -16,19 +16,18 @@ C{headers.fields}.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any
 
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.flow import Flow
+from twisted_mitm.net import encoding
 from twisted_mitm.utils.multidict import Fields, MultiDict, MultiDictView
 from twisted_mitm.utils.strutils import always_bytes, always_str
 from twisted_mitm.websocket import WebSocketData
@@ -114,80 +113,6 @@ def _to_headers(headers: Any) -> Headers:
     if isinstance(headers, Iterable):
         return Headers(headers)
     raise TypeError(f"Expected headers to be an iterable or dict, not {type(headers).__name__}.")
-
-
-# -- Content-Encoding --------------------------------------------------------------------
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-def _gunzip(data: bytes) -> bytes:
-    return gzip.decompress(data) if data else b""
-
-
-def _inflate(data: bytes) -> bytes:
-    """Decode deflate; some servers send a raw deflate stream without the zlib wrapper."""
-    if not data:
-        return b""
-    try:
-        return zlib.decompressobj(zlib.MAX_WBITS).decompress(data)
-    except zlib.error:
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
-
-
-class _Codec(NamedTuple):
-    decode: Callable[[bytes], bytes]
-    encode: Callable[[bytes], bytes]
-
-
-_CODECS = {
-    "identity": _Codec(_identity, _identity),
-    "none": _Codec(_identity, _identity),
-    "gzip": _Codec(_gunzip, lambda data: gzip.compress(data, mtime=0)),
-    "deflate": _Codec(_inflate, zlib.compress),
-}
-
-try:
-    import brotli  # type: ignore[import-not-found]
-except ImportError:
-    pass
-else:
-    _CODECS["br"] = _Codec(brotli.decompress, brotli.compress)
-
-try:
-    from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
-except ImportError:
-    pass
-else:
-    _CODECS["zstd"] = _Codec(zstd.decompress, zstd.compress)
-
-
-def _codec(encoding: str) -> _Codec:
-    try:
-        return _CODECS[encoding.strip().lower()]
-    except KeyError:
-        raise ValueError(f"Unsupported Content-Encoding: {encoding!r}") from None
-
-
-def decode_content(data: bytes, encoding: str) -> bytes:
-    """Undo the Content-Encoding C{encoding} (identity, gzip, deflate; br/zstd if available).
-
-    @raise ValueError: for an unknown encoding or data that does not decode.
-    """
-    decode = _codec(encoding).decode
-    try:
-        return decode(data)
-    except Exception as e:  # each decompressor has its own error types
-        raise ValueError(f"Invalid {encoding} content: {e}") from e
-
-
-def encode_content(data: bytes, encoding: str) -> bytes:
-    """Apply the Content-Encoding C{encoding}; gzip output is deterministic (mtime 0).
-
-    @raise ValueError: for an unknown encoding.
-    """
-    return _codec(encoding).encode(data)
 
 
 # -- Content-Type and charsets -----------------------------------------------------------
@@ -468,9 +393,11 @@ class Message:
 
     @property
     def content(self) -> bytes | None:
-        """The body with its Content-Encoding undone; raises C{ValueError} if it cannot be.
+        """The body with its Content-Encoding undone (every coding listed, in turn).
 
-        Setting it encodes per Content-Encoding and updates Content-Length.
+        Reading it raises C{ValueError} for an unsupported coding or a corrupt body (see
+        L{get_content}). Setting it encodes per Content-Encoding and updates
+        Content-Length (see L{set_content}).
         """
         return self.get_content()
 
@@ -480,7 +407,11 @@ class Message:
 
     @property
     def text(self) -> str | None:
-        """The body decoded to str, in the charset L{infer_charset} finds."""
+        """The body as str: C{content} decoded in the charset L{infer_charset} finds.
+
+        Reading it raises C{ValueError} when C{content} does, or when the charset is
+        unknown or does not fit the bytes (see L{get_text}).
+        """
         return self.get_text()
 
     @text.setter
@@ -488,13 +419,13 @@ class Message:
         self.set_text(value)
 
     def get_content(self, strict: bool = True) -> bytes | None:
-        """Like C{content}; with C{strict=False} an undecodable body is returned raw."""
+        """Like C{content}; with C{strict=False} a body that does not decode is returned raw."""
         raw = self.raw_content
-        encoding = self.headers.get("content-encoding")
-        if raw is None or not encoding:
+        coding = self.headers.get("content-encoding")
+        if raw is None or not coding:
             return raw
         try:
-            return decode_content(raw, encoding)
+            return encoding.decode(raw, coding)
         except ValueError:
             if strict:
                 raise
@@ -503,8 +434,8 @@ class Message:
     def set_content(self, value: bytes | None) -> None:
         """Set the body: encode it per Content-Encoding and set Content-Length.
 
-        An unsupported Content-Encoding header is removed and the body stored as is.
-        Content-Length is left alone when there is a Transfer-Encoding.
+        Under an unsupported Content-Encoding, that header is removed and the body stored
+        as is. Content-Length is left alone when there is a Transfer-Encoding.
         """
         if value is None:
             self.raw_content = None
@@ -515,8 +446,7 @@ class Message:
                 "Please use .text if you want to assign a str."
             )
         try:
-            encoding = self.headers.get("content-encoding") or "identity"
-            self.raw_content = encode_content(value, encoding)
+            self.raw_content = encoding.encode(value, self.headers.get("content-encoding", ""))
         except ValueError:
             del self.headers["content-encoding"]
             self.raw_content = value
@@ -566,6 +496,9 @@ class Message:
     def decode(self, strict: bool = True) -> None:
         """Undo the Content-Encoding and remove the header; nothing to do without a body.
 
+        With C{strict=False}, a body that does not decode is kept as it is, and the header
+        is removed all the same.
+
         @raise ValueError: if the body does not decode and C{strict} is set.
         """
         if not self.raw_content:
@@ -575,9 +508,13 @@ class Message:
         self.content = decoded
 
     def encode(self, encoding: str) -> None:
-        """Encode the current body with C{encoding} (gzip, deflate, identity, ...).
+        """Encode the body as it is now with C{encoding}: C{"gzip"}, C{"deflate"}, C{"br"},
+        C{"zstd"}, C{"identity"}, or several in order (C{"gzip, br"}).
 
-        @raise ValueError: for an unsupported encoding.
+        The Content-Encoding header is replaced, not added to; the body is not decoded
+        first.
+
+        @raise ValueError: for an unsupported encoding (the header is then removed).
         """
         self.headers["content-encoding"] = encoding
         self.content = self.raw_content
