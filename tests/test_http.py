@@ -559,6 +559,72 @@ class RequestTests(SynchronousTestCase):
         request.anticache()
         self.assertEqual(request.headers.fields, ((b"Accept-Encoding", b"identity"),))
 
+    def test_multipart_form_read(self) -> None:
+        """multipart_form reads the named parts of a form body as byte pairs."""
+        body = (
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="title"\r\n\r\n'
+            b"Hello\r\n"
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n"
+            b"\x89PNG\r\n--XyZ not a boundary\r\n"
+            b"--XyZ--\r\n"
+        )
+        request = make_request(headers={"Content-Type": 'multipart/form-data; boundary="XyZ"'}, content=body)
+        self.assertEqual(
+            request.multipart_form.fields, ((b"title", b"Hello"), (b"file", b"\x89PNG\r\n--XyZ not a boundary"))
+        )
+        self.assertEqual(request.multipart_form[b"title"], b"Hello")
+
+    def test_multipart_form_other_types(self) -> None:
+        """multipart_form is empty for other content types and for bodies that do not decode."""
+        self.assertEqual(len(make_request(headers={"Content-Type": "text/plain"}, content=b"x").multipart_form), 0)
+        broken = make_request(
+            headers={"Content-Type": "multipart/form-data; boundary=b", "Content-Encoding": "gzip"},
+            content=b"--b\r\nnot gzip",
+        )
+        self.assertEqual(len(broken.multipart_form), 0)
+
+    def test_multipart_form_edit_keeps_part_headers(self) -> None:
+        """Editing one field rewrites the body; other parts keep their file name and type."""
+        body = (
+            b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n"
+        )
+        request = make_request(
+            headers={"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(len(body))}, content=body
+        )
+        request.multipart_form[b"title"] = b"Bye"
+        request.multipart_form.add(b"new", b"1")
+        self.assertEqual(
+            request.content,
+            b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nBye\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\nPNGDATA\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"new\"\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\n1\r\n--b--\r\n",
+        )
+        self.assertEqual(request.headers["content-length"], str(len(request.raw_content)))  # type: ignore[arg-type]
+
+    def test_multipart_form_set_on_plain_request(self) -> None:
+        """Setting a form on a request without one sets a multipart Content-Type with a fresh boundary."""
+        request = make_request()
+        request.multipart_form = [(b"a", b"1"), ("b", "two")]
+        content_type = request.headers["content-type"]
+        self.assertRegex(content_type, r"^multipart/form-data; boundary=\S{20,}$")
+        self.assertEqual(request.multipart_form.fields, ((b"a", b"1"), (b"b", b"two")))
+        other = make_request()
+        other.multipart_form = [(b"a", b"1")]
+        self.assertNotEqual(other.headers["content-type"], content_type)
+
+    def test_multipart_form_refuses_boundary_in_value(self) -> None:
+        """A value holding the form's boundary line raises ValueError instead of corrupting the form."""
+        request = make_request(headers={"Content-Type": "multipart/form-data; boundary=b"}, content=b"")
+        with self.assertRaises(ValueError):
+            request.multipart_form = [(b"a", b"x\r\n--b\r\ny")]
+
     def test_content_must_not_be_str(self) -> None:
         """The constructor refuses a str body."""
         self.assertRaises(ValueError, make_request, content="text")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,6 +29,7 @@ from typing import Any
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.flow import Flow
 from twisted_mitm.net import encoding
+from twisted_mitm.net.http import multipart
 from twisted_mitm.utils.multidict import Fields, MultiDict, MultiDictView
 from twisted_mitm.utils.strutils import always_bytes, always_str
 from twisted_mitm.websocket import WebSocketData
@@ -783,6 +785,42 @@ class Request(Message):
     def anticomp(self) -> None:
         """Ask for an uncompressed response."""
         self.headers["accept-encoding"] = "identity"
+
+    def _get_multipart_form(self) -> Fields:
+        content_type = self.headers.get("content-type", "")
+        if "multipart/form-data" not in content_type.lower():
+            return ()
+        try:
+            content = self.content
+        except ValueError:
+            return ()
+        return tuple(multipart.decode_multipart(content_type, content or b""))
+
+    def _set_multipart_form(self, fields: Iterable[tuple[bytes, bytes]]) -> None:
+        form = [(_always_bytes(name), _always_bytes(value)) for name, value in _pairs(fields)]
+        content_type = self.headers.get("content-type", "")
+        is_form = content_type.lower().startswith("multipart/form-data")
+        if is_form and multipart.boundary(content_type):
+            like = multipart.read_parts(content_type, self.get_content(strict=False) or b"")
+        else:
+            boundary = f"----twisted-mitm-{secrets.token_hex(16)}"
+            content_type = self.headers["content-type"] = f"multipart/form-data; boundary={boundary}"
+            like = []
+        self.content = multipart.encode_multipart(content_type, form, like)
+
+    @property
+    def multipart_form(self) -> MultiDictView:
+        """The C{multipart/form-data} body as a writable multi-dict of C{name -> value} bytes.
+
+        Empty for other types or a body that does not parse. Writing sets the body (and,
+        unless it is already a form, a Content-Type with a new boundary); the parts of
+        fields that stay keep their own headers (file name, type).
+        """
+        return MultiDictView(self._get_multipart_form, self._set_multipart_form)
+
+    @multipart_form.setter
+    def multipart_form(self, value: Iterable[tuple[bytes, bytes]]) -> None:
+        self._set_multipart_form(value)
 
 
 class Response(Message):
