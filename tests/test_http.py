@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import zlib
+from email.utils import parsedate_to_datetime
 
 import brotli  # type: ignore[import-untyped]
 import zstandard
@@ -625,6 +627,47 @@ class RequestTests(SynchronousTestCase):
         with self.assertRaises(ValueError):
             request.multipart_form = [(b"a", b"x\r\n--b\r\ny")]
 
+    def test_constrain_encoding(self) -> None:
+        """constrain_encoding keeps the codings we decode, in the client's order, with their q-values."""
+        request = make_request(headers={"Accept-Encoding": "compress, br;q=1.0, gzip, *;q=0.1, zstd, identity;q=0"})
+        request.constrain_encoding()
+        self.assertEqual(request.headers["accept-encoding"], "br;q=1.0, gzip, zstd, identity;q=0")
+        request.headers["Accept-Encoding"] = "compress"
+        request.constrain_encoding()
+        self.assertEqual(request.headers["accept-encoding"], "")
+
+    def test_constrain_encoding_without_header(self) -> None:
+        """Without Accept-Encoding, constrain_encoding adds nothing."""
+        request = make_request()
+        request.constrain_encoding()
+        self.assertNotIn("accept-encoding", request.headers)
+
+    def test_http2_host_header(self) -> None:
+        """For HTTP/2, host_header is the authority (falling back to Host) and setting it sets both."""
+        request = make_request(http_version=b"HTTP/2.0", authority=b"example.com:8443")
+        self.assertTrue(request.is_http2)
+        self.assertFalse(request.is_http3)
+        self.assertEqual(request.host_header, "example.com:8443")
+        request.host_header = "other.example"
+        self.assertEqual((request.authority, request.headers["Host"]), ("other.example", "other.example"))
+        request.headers.pop("Host")
+        request.host_header = "third.example"
+        self.assertNotIn("Host", request.headers)
+        request.host_header = None
+        self.assertEqual(request.data.authority, b"")
+        self.assertIsNone(request.host_header)
+
+    def test_trailers(self) -> None:
+        """trailers read as Headers and accept Headers, byte pairs, a dict or None."""
+        request = make_request(trailers=[(b"X-Checksum", b"abc")])
+        self.assertEqual(request.trailers, Headers([(b"X-Checksum", b"abc")]))
+        request.trailers = [(b"X-Sum", b"1")]
+        self.assertIsInstance(request.trailers, Headers)
+        request.trailers = {"x-sum": "2"}
+        self.assertEqual(request.trailers["X-Sum"], "2")  # type: ignore[index]
+        request.trailers = None
+        self.assertIsNone(request.trailers)
+
     def test_content_must_not_be_str(self) -> None:
         """The constructor refuses a str body."""
         self.assertRaises(ValueError, make_request, content="text")
@@ -687,6 +730,52 @@ class ResponseTests(SynchronousTestCase):
             response.headers.get_all("set-cookie"),
             ["sid=abc; Path=/; HttpOnly; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "lang=de; Max-Age=60"],
         )
+
+    def test_refresh_dates(self) -> None:
+        """refresh() shifts Date, Expires and Last-Modified by the time since the response came."""
+        response = Response.make(
+            headers={
+                "Date": "Mon, 01 Jan 2024 00:00:00 GMT",
+                "Expires": "Mon, 01 Jan 2024 01:00:00 GMT",
+                "Last-Modified": "Sun, 31 Dec 2023 00:00:00 GMT",
+                "Cache-Control": "max-age=60",
+            }
+        )
+        response.timestamp_start = 1_000_000.0
+        response.refresh(now=1_000_000.0 + 86400 + 30)
+        self.assertEqual(response.headers["date"], "Tue, 02 Jan 2024 00:00:30 GMT")
+        self.assertEqual(response.headers["expires"], "Tue, 02 Jan 2024 01:00:30 GMT")
+        self.assertEqual(response.headers["last-modified"], "Mon, 01 Jan 2024 00:00:30 GMT")
+        self.assertEqual(response.headers["cache-control"], "max-age=60")
+
+    def test_refresh_leaves_non_dates(self) -> None:
+        """An Expires that is not a date (like "0") stays as it is."""
+        response = Response.make(headers={"Expires": "0"})
+        response.refresh(now=response.timestamp_start + 100)
+        self.assertEqual(response.headers["expires"], "0")
+
+    def test_refresh_cookies(self) -> None:
+        """refresh() shifts each cookie's expires, drops one that is no date, and leaves others alone."""
+        lines = [
+            "sid=abc; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT; HttpOnly",
+            "lang=en; expires=soon",
+            "plain=1; Max-Age=60",
+            "novalue; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
+        ]
+        response = Response.make(headers=[(b"Set-Cookie", line.encode()) for line in lines])
+        response.refresh(now=response.timestamp_start + 3600)
+        self.assertEqual(
+            response.headers.get_all("set-cookie"),
+            ["sid=abc; Path=/; Expires=Wed, 21 Oct 2037 08:28:00 GMT; HttpOnly", "lang=en", *lines[2:]],
+        )
+
+    def test_refresh_defaults_to_now(self) -> None:
+        """Without now, refresh() moves dates to the current time."""
+        response = Response.make(headers={"Date": "Mon, 01 Jan 2024 00:00:00 GMT"})
+        response.timestamp_start = 1704067200.0  # that same instant
+        response.refresh()
+        refreshed = parsedate_to_datetime(response.headers["date"]).timestamp()
+        self.assertLess(abs(refreshed - time.time()), 5)
 
     def test_stream_default(self) -> None:
         """Messages do not stream unless told to, per instance."""

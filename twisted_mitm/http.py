@@ -23,6 +23,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate, mktime_tz, parsedate_tz
 from http import HTTPStatus
 from typing import Any
 
@@ -294,6 +295,38 @@ def _format_cookie_pairs(pairs: Any, verbatim: tuple[str, ...] = ()) -> str:
     return "; ".join(parts)
 
 
+def _shift_http_date(value: str, delta: float) -> str | None:
+    """The HTTP date C{value} moved by C{delta} seconds; C{None} if it is not a date."""
+    parsed = parsedate_tz(value)
+    if parsed is None:
+        return None
+    try:
+        return formatdate(mktime_tz(parsed) + delta, usegmt=True)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _refresh_set_cookie(line: str, delta: float) -> str:
+    """A Set-Cookie line with its C{expires} moved by C{delta} seconds.
+
+    A line without an expires attribute, or that is no cookie, comes back unchanged.
+    """
+    pairs = _read_cookie_pairs(line)
+    if not pairs or pairs[0][1] is None:
+        return line
+    (name, value), *attrs = pairs
+    if not any(key.lower() == "expires" for key, _ in attrs):
+        return line
+    refreshed = []
+    for key, attr in attrs:
+        if key.lower() == "expires":
+            attr = _shift_http_date(attr or "", delta)
+            if attr is None:
+                continue
+        refreshed.append((key, attr))
+    return _format_cookie_pairs([(name, value), *refreshed], ("expires", "path"))
+
+
 # -- Messages ----------------------------------------------------------------------------
 
 @dataclass
@@ -376,7 +409,21 @@ class Message:
 
     http_version = _str_view("http_version", "The HTTP version, e.g. C{\"HTTP/1.1\"}.")
     headers = _data_attr("headers", "The L{Headers}.")
-    trailers = _data_attr("trailers", "The trailer L{Headers}, or C{None}.")
+
+    @property
+    def trailers(self) -> Headers | None:
+        """The trailer L{Headers} (sent after a chunked body), or C{None}.
+
+        Setting accepts L{Headers}, a dict or byte pairs; for HTTP/1.1 the body must then
+        go out chunked (C{Transfer-Encoding: chunked}), with the names announced in a
+        C{Trailer} header.
+        """
+        return self.data.trailers
+
+    @trailers.setter
+    def trailers(self, value: Any) -> None:
+        self.data.trailers = None if value is None else _to_headers(value)
+
     raw_content = _data_attr(
         "content", "The body as sent (maybe compressed); C{None} if missing (e.g. streamed)."
     )
@@ -392,6 +439,16 @@ class Message:
     def is_http11(self) -> bool:
         """C{True} for HTTP/1.1."""
         return self.data.http_version == b"HTTP/1.1"
+
+    @property
+    def is_http2(self) -> bool:
+        """C{True} for HTTP/2."""
+        return self.data.http_version == b"HTTP/2.0"
+
+    @property
+    def is_http3(self) -> bool:
+        """C{True} for HTTP/3."""
+        return self.data.http_version == b"HTTP/3"
 
     @property
     def content(self) -> bytes | None:
@@ -652,14 +709,26 @@ class Request(Message):
 
     @property
     def host_header(self) -> str | None:
-        """The Host header, or C{None}; setting C{None} removes it."""
+        """The Host header, or C{None}; setting C{None} removes it.
+
+        For HTTP/2 and HTTP/3 this is the C{:authority} (C{authority}), or the Host header
+        without one; setting it sets the authority and replaces a Host header if present.
+        """
+        if self.is_http2 or self.is_http3:
+            return self.authority or self.headers.get("Host")
         return self.headers.get("Host")
 
     @host_header.setter
     def host_header(self, value: str | bytes | None) -> None:
+        multiplexed = self.is_http2 or self.is_http3
         if value is None:
+            if multiplexed:
+                self.data.authority = b""
             self.headers.pop("Host", None)
-        else:
+            return
+        if multiplexed:
+            self.authority = value
+        if not multiplexed or "Host" in self.headers:
             self.headers["Host"] = value
 
     @property
@@ -786,6 +855,20 @@ class Request(Message):
         """Ask for an uncompressed response."""
         self.headers["accept-encoding"] = "identity"
 
+    def constrain_encoding(self) -> None:
+        """Keep in Accept-Encoding only the codings the proxy can decode.
+
+        The client's order and parameters (q-values) stay; without an Accept-Encoding
+        header nothing changes.
+        """
+        accept = self.headers.get("accept-encoding")
+        if accept:
+            self.headers["accept-encoding"] = ", ".join(
+                item.strip()
+                for item in accept.split(",")
+                if encoding.is_supported(item.partition(";")[0])
+            )
+
     def _get_multipart_form(self) -> Fields:
         content_type = self.headers.get("content-type", "")
         if "multipart/form-data" not in content_type.lower():
@@ -908,6 +991,22 @@ class Response(Message):
     @cookies.setter
     def cookies(self, value: Iterable[tuple[str, tuple[str, Any]]]) -> None:
         self._set_cookies(value)
+
+    def refresh(self, now: float | None = None) -> None:
+        """Move the response's dates forward as if it was received at C{now}, for replay.
+
+        Date, Expires and Last-Modified, and each Set-Cookie's C{expires}, shift by
+        C{now - timestamp_start} (C{now} defaults to the current time). Headers that do not
+        hold a date stay as they are; a cookie C{expires} that is not a date is removed.
+        """
+        delta = (now or time.time()) - self.timestamp_start
+        for name in ("date", "expires", "last-modified"):
+            shifted = _shift_http_date(self.headers.get(name, ""), delta)
+            if shifted is not None:
+                self.headers[name] = shifted
+        set_cookies = self.headers.get_all("set-cookie")
+        if set_cookies:
+            self.headers.set_all("set-cookie", [_refresh_set_cookie(c, delta) for c in set_cookies])
 
 
 class HTTPFlow(Flow):
