@@ -17,6 +17,8 @@ setup(
         "service_identity>=24.1",
         "zope.interface>=6.0",
         "autobahn>=24.4",
+        "brotli>=1.1",
+        "zstandard>=0.22",
     ],
     entry_points={"console_scripts": ["twisted-mitm = twisted_mitm.__main__:main"]},
 )

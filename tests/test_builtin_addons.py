@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
+import brotli  # type: ignore[import-untyped]
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.support import curl, respond, start_proxy, start_raw_origin
+from twisted_mitm.addons.har import har_entry
 from twisted_mitm.addons.proxyauth import credentials_from
+from twisted_mitm.connection import Client, Server
+from twisted_mitm.http import HTTPFlow, Request, Response
 
 
 class CredentialsTests(SynchronousTestCase):
@@ -53,6 +58,36 @@ class ProxyAuthTests(TestCase):
         proxy = start_proxy(self, options=["proxyauth=user:pass"])
         out, err, code = await curl("-s", "-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", proxy.url, "http://127.0.0.1:9/")
         self.assertEqual(out, b"407")
+
+
+def flow_with_response(headers: dict[str, str], raw: bytes) -> HTTPFlow:
+    """A finished GET flow whose response has C{headers} and the body C{raw} as sent."""
+    flow = HTTPFlow(Client(("127.0.0.1", 5000), ("127.0.0.1", 8080)), Server(("example.com", 80)))
+    flow.request = Request.make("GET", "http://example.com/")
+    fields = [(name.encode(), value.encode()) for name, value in headers.items()]
+    flow.response = Response(b"HTTP/1.1", 200, b"OK", fields, raw, None, 1.0, 2.0)
+    return flow
+
+
+class HarEntryTests(SynchronousTestCase):
+    """L{har_entry} and content encodings."""
+
+    def test_encoded_body_decoded(self) -> None:
+        """A br body is recorded decoded, its size as sent."""
+        raw = brotli.compress(b"hello har")
+        content = har_entry(flow_with_response({"Content-Encoding": "br"}, raw))["response"]["content"]
+        self.assertEqual((content["text"], content["size"]), ("hello har", len(raw)))
+        self.assertNotIn("comment", content)
+
+    def test_undecodable_body_recorded_raw_with_reason(self) -> None:
+        """A body whose encoding is unknown or corrupt is recorded as sent, with a comment saying why."""
+        for coding, raw in (("compress", b"\x1f\x9d\x90raw"), ("gzip", b"not gzip")):
+            with self.subTest(coding=coding):
+                content = har_entry(flow_with_response({"Content-Encoding": coding}, raw))["response"]["content"]
+                self.assertIn("body as sent, not decoded", content["comment"])
+                self.assertIn(coding, content["comment"])
+                recorded = base64.b64decode(content["text"]) if content.get("encoding") == "base64" else content["text"].encode()
+                self.assertEqual(recorded, raw)
 
 
 class HarDumpTests(TestCase):

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import zlib
+from email.utils import parsedate_to_datetime
+
+import brotli  # type: ignore[import-untyped]
+import zstandard
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -16,8 +21,6 @@ from twisted_mitm.http import (
     HTTPFlow,
     Request,
     Response,
-    decode_content,
-    encode_content,
     infer_charset,
 )
 from twisted_mitm.utils.multidict import MultiDict
@@ -169,34 +172,6 @@ class HeadersTests(SynchronousTestCase):
         self.assertEqual(bytes(Headers()), b"")
 
 
-class EncodingTests(SynchronousTestCase):
-    """Content-Encoding support."""
-
-    def test_round_trips(self) -> None:
-        """identity, gzip and deflate decode what they encode."""
-        data = b"hello world" * 100
-        for encoding in ("identity", "gzip", "deflate", "GZIP"):
-            self.assertEqual(decode_content(encode_content(data, encoding), encoding), data)
-
-    def test_foreign_encoders(self) -> None:
-        """gzip and both deflate forms written by other encoders are decoded."""
-        data = b"payload"
-        self.assertEqual(decode_content(gzip.compress(data), "gzip"), data)
-        self.assertEqual(decode_content(zlib.compress(data), "deflate"), data)
-        raw = zlib.compressobj(wbits=-15)
-        self.assertEqual(decode_content(raw.compress(data) + raw.flush(), "deflate"), data)
-
-    def test_gzip_is_deterministic(self) -> None:
-        """Encoding the same body twice gives the same bytes."""
-        self.assertEqual(encode_content(b"x", "gzip"), encode_content(b"x", "gzip"))
-
-    def test_invalid(self) -> None:
-        """Corrupt data and unknown encodings raise ValueError."""
-        self.assertRaises(ValueError, decode_content, b"not gzip", "gzip")
-        self.assertRaises(ValueError, decode_content, b"x", "compress")
-        self.assertRaises(ValueError, encode_content, b"x", "compress")
-
-
 class ContentTests(SynchronousTestCase):
     """L{Message.content} and friends, through L{Response}."""
 
@@ -265,6 +240,105 @@ class ContentTests(SynchronousTestCase):
         response = self.make([(b"Content-Type", b"application/json")], b'{"a": [1]}')
         self.assertEqual(response.json(), {"a": [1]})
         self.assertRaises(TypeError, self.make([], None).json)
+
+
+class EncodedContentTests(SynchronousTestCase):
+    """L{Message.content}, C{text}, C{decode()} and C{encode()} over every content coding."""
+
+    def make(self, coding: bytes, raw: bytes | None, content_type: bytes = b"text/html") -> Response:
+        headers = [(b"Content-Type", content_type), (b"Content-Encoding", coding)]
+        return Response(b"HTTP/1.1", 200, b"OK", headers, raw, None, 1.0, 2.0)
+
+    def test_each_coding_reads_as_text(self) -> None:
+        """content and text decode br, zstd, gzip and deflate bodies."""
+        compressors = {
+            b"br": brotli.compress,
+            b"zstd": zstandard.ZstdCompressor().compress,
+            b"gzip": gzip.compress,
+            b"deflate": zlib.compress,
+        }
+        for coding, compress in compressors.items():
+            with self.subTest(coding=coding):
+                response = self.make(coding, compress("<p>é</p>".encode()))
+                self.assertEqual(response.content, "<p>é</p>".encode())
+                self.assertEqual(response.text, "<p>é</p>")
+
+    def test_set_text_reencodes(self) -> None:
+        """Setting text under br stores brotli bytes and a matching Content-Length."""
+        response = self.make(b"br", brotli.compress(b"old"))
+        response.text = "new text"
+        self.assertEqual(brotli.decompress(response.raw_content), b"new text")  # type: ignore[arg-type]
+        self.assertEqual(response.headers["content-length"], str(len(response.raw_content)))  # type: ignore[arg-type]
+        self.assertEqual(response.headers["content-encoding"], "br")
+
+    def test_stacked_codings(self) -> None:
+        """Content-Encoding: gzip, br is undone in reverse and re-applied in order on set."""
+        response = self.make(b"gzip, br", brotli.compress(gzip.compress(b"layers")))
+        self.assertEqual(response.content, b"layers")
+        response.content = b"changed"
+        self.assertEqual(gzip.decompress(brotli.decompress(response.raw_content)), b"changed")  # type: ignore[arg-type]
+        self.assertEqual(response.headers["content-encoding"], "gzip, br")
+
+    def test_unchanged_content_keeps_sent_bytes(self) -> None:
+        """Assigning the decoded body back keeps the server's compressed bytes as they were."""
+        sent = gzip.compress(b"as sent", 9, mtime=42)
+        response = self.make(b"gzip", sent)
+        response.content = response.content
+        self.assertEqual(response.raw_content, sent)
+
+    def test_unknown_coding(self) -> None:
+        """An unknown coding: strict reads raise, lenient reads give the raw bytes."""
+        response = self.make(b"compress", b"raw bytes")
+        self.assertRaises(ValueError, lambda: response.content)
+        self.assertRaises(ValueError, lambda: response.text)
+        self.assertEqual(response.get_content(strict=False), b"raw bytes")
+        self.assertEqual(response.get_text(strict=False), "raw bytes")
+
+    def test_corrupt_body(self) -> None:
+        """A corrupt br body raises in strict mode and is raw otherwise; nothing is changed."""
+        response = self.make(b"br", b"\x80\x81 not brotli")
+        error = self.assertRaises(ValueError, lambda: response.text)
+        self.assertIn("br", str(error))
+        self.assertEqual(response.get_text(strict=False), "\udc80\udc81 not brotli")
+        self.assertRaises(ValueError, response.decode)
+        self.assertEqual(response.headers["content-encoding"], "br")
+        self.assertEqual(response.raw_content, b"\x80\x81 not brotli")
+
+    def test_lenient_decode_drops_header(self) -> None:
+        """decode(strict=False) of an undecodable body removes the header and keeps the bytes."""
+        response = self.make(b"zstd", b"not zstd")
+        response.decode(strict=False)
+        self.assertNotIn("content-encoding", response.headers)
+        self.assertEqual(response.raw_content, b"not zstd")
+        self.assertEqual(response.headers["content-length"], "8")
+
+    def test_decode_then_encode(self) -> None:
+        """decode() leaves plain bytes; encode() applies any coding or a list of them."""
+        response = self.make(b"zstd", zstandard.ZstdCompressor().compress(b"data"))
+        response.decode()
+        self.assertEqual(response.raw_content, b"data")
+        for coding in ("br", "zstd", "deflate, gzip"):
+            with self.subTest(coding=coding):
+                response.decode()
+                response.encode(coding)
+                self.assertEqual(response.headers["content-encoding"], coding)
+                self.assertNotEqual(response.raw_content, b"data")
+                self.assertEqual(response.content, b"data")
+
+    def test_encode_unknown(self) -> None:
+        """encode() of an unknown coding raises, removes the header and keeps the body."""
+        response = self.make(b"identity", b"data")
+        self.assertRaises(ValueError, response.encode, "compress")
+        self.assertNotIn("content-encoding", response.headers)
+        self.assertEqual(response.raw_content, b"data")
+
+    def test_missing_or_empty_body(self) -> None:
+        """A missing body is None under any coding; decode() leaves an empty one alone."""
+        self.assertIsNone(self.make(b"br", None).content)
+        response = self.make(b"gzip", b"")
+        self.assertEqual(response.content, b"")
+        response.decode()
+        self.assertEqual(response.headers["content-encoding"], "gzip")
 
 
 class TextTests(SynchronousTestCase):
@@ -487,6 +561,113 @@ class RequestTests(SynchronousTestCase):
         request.anticache()
         self.assertEqual(request.headers.fields, ((b"Accept-Encoding", b"identity"),))
 
+    def test_multipart_form_read(self) -> None:
+        """multipart_form reads the named parts of a form body as byte pairs."""
+        body = (
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="title"\r\n\r\n'
+            b"Hello\r\n"
+            b"--XyZ\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n"
+            b"\x89PNG\r\n--XyZ not a boundary\r\n"
+            b"--XyZ--\r\n"
+        )
+        request = make_request(headers={"Content-Type": 'multipart/form-data; boundary="XyZ"'}, content=body)
+        self.assertEqual(
+            request.multipart_form.fields, ((b"title", b"Hello"), (b"file", b"\x89PNG\r\n--XyZ not a boundary"))
+        )
+        self.assertEqual(request.multipart_form[b"title"], b"Hello")
+
+    def test_multipart_form_other_types(self) -> None:
+        """multipart_form is empty for other content types and for bodies that do not decode."""
+        self.assertEqual(len(make_request(headers={"Content-Type": "text/plain"}, content=b"x").multipart_form), 0)
+        broken = make_request(
+            headers={"Content-Type": "multipart/form-data; boundary=b", "Content-Encoding": "gzip"},
+            content=b"--b\r\nnot gzip",
+        )
+        self.assertEqual(len(broken.multipart_form), 0)
+
+    def test_multipart_form_edit_keeps_part_headers(self) -> None:
+        """Editing one field rewrites the body; other parts keep their file name and type."""
+        body = (
+            b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\nPNGDATA\r\n--b--\r\n"
+        )
+        request = make_request(
+            headers={"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(len(body))}, content=body
+        )
+        request.multipart_form[b"title"] = b"Bye"
+        request.multipart_form.add(b"new", b"1")
+        self.assertEqual(
+            request.content,
+            b"--b\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nBye\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\nPNGDATA\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"new\"\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\n1\r\n--b--\r\n",
+        )
+        self.assertEqual(request.headers["content-length"], str(len(request.raw_content)))  # type: ignore[arg-type]
+
+    def test_multipart_form_set_on_plain_request(self) -> None:
+        """Setting a form on a request without one sets a multipart Content-Type with a fresh boundary."""
+        request = make_request()
+        request.multipart_form = [(b"a", b"1"), ("b", "two")]
+        content_type = request.headers["content-type"]
+        self.assertRegex(content_type, r"^multipart/form-data; boundary=\S{20,}$")
+        self.assertEqual(request.multipart_form.fields, ((b"a", b"1"), (b"b", b"two")))
+        other = make_request()
+        other.multipart_form = [(b"a", b"1")]
+        self.assertNotEqual(other.headers["content-type"], content_type)
+
+    def test_multipart_form_refuses_boundary_in_value(self) -> None:
+        """A value holding the form's boundary line raises ValueError instead of corrupting the form."""
+        request = make_request(headers={"Content-Type": "multipart/form-data; boundary=b"}, content=b"")
+        with self.assertRaises(ValueError):
+            request.multipart_form = [(b"a", b"x\r\n--b\r\ny")]
+
+    def test_constrain_encoding(self) -> None:
+        """constrain_encoding keeps the codings we decode, in the client's order, with their q-values."""
+        request = make_request(headers={"Accept-Encoding": "compress, br;q=1.0, gzip, *;q=0.1, zstd, identity;q=0"})
+        request.constrain_encoding()
+        self.assertEqual(request.headers["accept-encoding"], "br;q=1.0, gzip, zstd, identity;q=0")
+        request.headers["Accept-Encoding"] = "compress"
+        request.constrain_encoding()
+        self.assertEqual(request.headers["accept-encoding"], "")
+
+    def test_constrain_encoding_without_header(self) -> None:
+        """Without Accept-Encoding, constrain_encoding adds nothing."""
+        request = make_request()
+        request.constrain_encoding()
+        self.assertNotIn("accept-encoding", request.headers)
+
+    def test_http2_host_header(self) -> None:
+        """For HTTP/2, host_header is the authority (falling back to Host) and setting it sets both."""
+        request = make_request(http_version=b"HTTP/2.0", authority=b"example.com:8443")
+        self.assertTrue(request.is_http2)
+        self.assertFalse(request.is_http3)
+        self.assertEqual(request.host_header, "example.com:8443")
+        request.host_header = "other.example"
+        self.assertEqual((request.authority, request.headers["Host"]), ("other.example", "other.example"))
+        request.headers.pop("Host")
+        request.host_header = "third.example"
+        self.assertNotIn("Host", request.headers)
+        request.host_header = None
+        self.assertEqual(request.data.authority, b"")
+        self.assertIsNone(request.host_header)
+
+    def test_trailers(self) -> None:
+        """trailers read as Headers and accept Headers, byte pairs, a dict or None."""
+        request = make_request(trailers=[(b"X-Checksum", b"abc")])
+        self.assertEqual(request.trailers, Headers([(b"X-Checksum", b"abc")]))
+        request.trailers = [(b"X-Sum", b"1")]
+        self.assertIsInstance(request.trailers, Headers)
+        request.trailers = {"x-sum": "2"}
+        self.assertEqual(request.trailers["X-Sum"], "2")  # type: ignore[index]
+        request.trailers = None
+        self.assertIsNone(request.trailers)
+
     def test_content_must_not_be_str(self) -> None:
         """The constructor refuses a str body."""
         self.assertRaises(ValueError, make_request, content="text")
@@ -549,6 +730,52 @@ class ResponseTests(SynchronousTestCase):
             response.headers.get_all("set-cookie"),
             ["sid=abc; Path=/; HttpOnly; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "lang=de; Max-Age=60"],
         )
+
+    def test_refresh_dates(self) -> None:
+        """refresh() shifts Date, Expires and Last-Modified by the time since the response came."""
+        response = Response.make(
+            headers={
+                "Date": "Mon, 01 Jan 2024 00:00:00 GMT",
+                "Expires": "Mon, 01 Jan 2024 01:00:00 GMT",
+                "Last-Modified": "Sun, 31 Dec 2023 00:00:00 GMT",
+                "Cache-Control": "max-age=60",
+            }
+        )
+        response.timestamp_start = 1_000_000.0
+        response.refresh(now=1_000_000.0 + 86400 + 30)
+        self.assertEqual(response.headers["date"], "Tue, 02 Jan 2024 00:00:30 GMT")
+        self.assertEqual(response.headers["expires"], "Tue, 02 Jan 2024 01:00:30 GMT")
+        self.assertEqual(response.headers["last-modified"], "Mon, 01 Jan 2024 00:00:30 GMT")
+        self.assertEqual(response.headers["cache-control"], "max-age=60")
+
+    def test_refresh_leaves_non_dates(self) -> None:
+        """An Expires that is not a date (like "0") stays as it is."""
+        response = Response.make(headers={"Expires": "0"})
+        response.refresh(now=response.timestamp_start + 100)
+        self.assertEqual(response.headers["expires"], "0")
+
+    def test_refresh_cookies(self) -> None:
+        """refresh() shifts each cookie's expires, drops one that is no date, and leaves others alone."""
+        lines = [
+            "sid=abc; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT; HttpOnly",
+            "lang=en; expires=soon",
+            "plain=1; Max-Age=60",
+            "novalue; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
+        ]
+        response = Response.make(headers=[(b"Set-Cookie", line.encode()) for line in lines])
+        response.refresh(now=response.timestamp_start + 3600)
+        self.assertEqual(
+            response.headers.get_all("set-cookie"),
+            ["sid=abc; Path=/; Expires=Wed, 21 Oct 2037 08:28:00 GMT; HttpOnly", "lang=en", *lines[2:]],
+        )
+
+    def test_refresh_defaults_to_now(self) -> None:
+        """Without now, refresh() moves dates to the current time."""
+        response = Response.make(headers={"Date": "Mon, 01 Jan 2024 00:00:00 GMT"})
+        response.timestamp_start = 1704067200.0  # that same instant
+        response.refresh()
+        refreshed = parsedate_to_datetime(response.headers["date"]).timestamp()
+        self.assertLess(abs(refreshed - time.time()), 5)
 
     def test_stream_default(self) -> None:
         """Messages do not stream unless told to, per instance."""

@@ -8,6 +8,7 @@ import logging
 import textwrap
 from typing import Any
 
+import brotli  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
@@ -178,6 +179,29 @@ class HookTests(TestCase):
         self.assertFalse(slow.called)
         slow_out, _, _ = await slow
         self.assertEqual(slow_out, b"slept")
+
+    async def test_response_text_under_brotli(self) -> None:
+        """A response hook reads and rewrites the text of a br body; it leaves br-encoded and curl decodes it."""
+        page = "<p>Größe matters</p>".encode()
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Encoding", "br")]
+        origin = start_raw_origin(self, respond(200, brotli.compress(page), headers))
+        seen: list[str | None] = []
+
+        def response(flow: HTTPFlow) -> None:
+            assert flow.response is not None
+            seen.append(flow.response.text)
+            flow.response.text = (flow.response.text or "").replace("Größe", "Size")
+
+        proxy = start_proxy(self, addons=[_Hooks(response=response)])
+        out, err, code = await curl("-x", proxy.url, "-D", "-", origin.url + "/")
+        self.assertEqual(code, 0, err)
+        head, _, body = out.partition(b"\r\n\r\n")
+        self.assertIn(b"\r\ncontent-encoding: br", head.lower())
+        self.assertIn(b"\r\ncontent-length: %d" % len(body), head.lower())
+        self.assertEqual(brotli.decompress(body), b"<p>Size matters</p>")
+        decoded, err, code = await curl("--compressed", "-x", proxy.url, origin.url + "/")
+        self.assertEqual((code, decoded), (0, b"<p>Size matters</p>"), err)
+        self.assertEqual(seen, ["<p>Größe matters</p>"] * 2)
 
     async def test_exception_in_hook_logged_and_flow_completes(self) -> None:
         """A hook raising is logged with the script's file and line, and the flow still completes."""

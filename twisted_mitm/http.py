@@ -16,19 +16,21 @@ C{headers.fields}.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
+import secrets
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate, mktime_tz, parsedate_tz
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any
 
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.flow import Flow
+from twisted_mitm.net import encoding
+from twisted_mitm.net.http import multipart
 from twisted_mitm.utils.multidict import Fields, MultiDict, MultiDictView
 from twisted_mitm.utils.strutils import always_bytes, always_str
 from twisted_mitm.websocket import WebSocketData
@@ -114,80 +116,6 @@ def _to_headers(headers: Any) -> Headers:
     if isinstance(headers, Iterable):
         return Headers(headers)
     raise TypeError(f"Expected headers to be an iterable or dict, not {type(headers).__name__}.")
-
-
-# -- Content-Encoding --------------------------------------------------------------------
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-def _gunzip(data: bytes) -> bytes:
-    return gzip.decompress(data) if data else b""
-
-
-def _inflate(data: bytes) -> bytes:
-    """Decode deflate; some servers send a raw deflate stream without the zlib wrapper."""
-    if not data:
-        return b""
-    try:
-        return zlib.decompressobj(zlib.MAX_WBITS).decompress(data)
-    except zlib.error:
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
-
-
-class _Codec(NamedTuple):
-    decode: Callable[[bytes], bytes]
-    encode: Callable[[bytes], bytes]
-
-
-_CODECS = {
-    "identity": _Codec(_identity, _identity),
-    "none": _Codec(_identity, _identity),
-    "gzip": _Codec(_gunzip, lambda data: gzip.compress(data, mtime=0)),
-    "deflate": _Codec(_inflate, zlib.compress),
-}
-
-try:
-    import brotli  # type: ignore[import-not-found]
-except ImportError:
-    pass
-else:
-    _CODECS["br"] = _Codec(brotli.decompress, brotli.compress)
-
-try:
-    from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
-except ImportError:
-    pass
-else:
-    _CODECS["zstd"] = _Codec(zstd.decompress, zstd.compress)
-
-
-def _codec(encoding: str) -> _Codec:
-    try:
-        return _CODECS[encoding.strip().lower()]
-    except KeyError:
-        raise ValueError(f"Unsupported Content-Encoding: {encoding!r}") from None
-
-
-def decode_content(data: bytes, encoding: str) -> bytes:
-    """Undo the Content-Encoding C{encoding} (identity, gzip, deflate; br/zstd if available).
-
-    @raise ValueError: for an unknown encoding or data that does not decode.
-    """
-    decode = _codec(encoding).decode
-    try:
-        return decode(data)
-    except Exception as e:  # each decompressor has its own error types
-        raise ValueError(f"Invalid {encoding} content: {e}") from e
-
-
-def encode_content(data: bytes, encoding: str) -> bytes:
-    """Apply the Content-Encoding C{encoding}; gzip output is deterministic (mtime 0).
-
-    @raise ValueError: for an unknown encoding.
-    """
-    return _codec(encoding).encode(data)
 
 
 # -- Content-Type and charsets -----------------------------------------------------------
@@ -367,6 +295,38 @@ def _format_cookie_pairs(pairs: Any, verbatim: tuple[str, ...] = ()) -> str:
     return "; ".join(parts)
 
 
+def _shift_http_date(value: str, delta: float) -> str | None:
+    """The HTTP date C{value} moved by C{delta} seconds; C{None} if it is not a date."""
+    parsed = parsedate_tz(value)
+    if parsed is None:
+        return None
+    try:
+        return formatdate(mktime_tz(parsed) + delta, usegmt=True)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _refresh_set_cookie(line: str, delta: float) -> str:
+    """A Set-Cookie line with its C{expires} moved by C{delta} seconds.
+
+    A line without an expires attribute, or that is no cookie, comes back unchanged.
+    """
+    pairs = _read_cookie_pairs(line)
+    if not pairs or pairs[0][1] is None:
+        return line
+    (name, value), *attrs = pairs
+    if not any(key.lower() == "expires" for key, _ in attrs):
+        return line
+    refreshed = []
+    for key, attr in attrs:
+        if key.lower() == "expires":
+            attr = _shift_http_date(attr or "", delta)
+            if attr is None:
+                continue
+        refreshed.append((key, attr))
+    return _format_cookie_pairs([(name, value), *refreshed], ("expires", "path"))
+
+
 # -- Messages ----------------------------------------------------------------------------
 
 @dataclass
@@ -449,7 +409,21 @@ class Message:
 
     http_version = _str_view("http_version", "The HTTP version, e.g. C{\"HTTP/1.1\"}.")
     headers = _data_attr("headers", "The L{Headers}.")
-    trailers = _data_attr("trailers", "The trailer L{Headers}, or C{None}.")
+
+    @property
+    def trailers(self) -> Headers | None:
+        """The trailer L{Headers} (sent after a chunked body), or C{None}.
+
+        Setting accepts L{Headers}, a dict or byte pairs; for HTTP/1.1 the body must then
+        go out chunked (C{Transfer-Encoding: chunked}), with the names announced in a
+        C{Trailer} header.
+        """
+        return self.data.trailers
+
+    @trailers.setter
+    def trailers(self, value: Any) -> None:
+        self.data.trailers = None if value is None else _to_headers(value)
+
     raw_content = _data_attr(
         "content", "The body as sent (maybe compressed); C{None} if missing (e.g. streamed)."
     )
@@ -467,10 +441,22 @@ class Message:
         return self.data.http_version == b"HTTP/1.1"
 
     @property
-    def content(self) -> bytes | None:
-        """The body with its Content-Encoding undone; raises C{ValueError} if it cannot be.
+    def is_http2(self) -> bool:
+        """C{True} for HTTP/2."""
+        return self.data.http_version == b"HTTP/2.0"
 
-        Setting it encodes per Content-Encoding and updates Content-Length.
+    @property
+    def is_http3(self) -> bool:
+        """C{True} for HTTP/3."""
+        return self.data.http_version == b"HTTP/3"
+
+    @property
+    def content(self) -> bytes | None:
+        """The body with its Content-Encoding undone (every coding listed, in turn).
+
+        Reading it raises C{ValueError} for an unsupported coding or a corrupt body (see
+        L{get_content}). Setting it encodes per Content-Encoding and updates
+        Content-Length (see L{set_content}).
         """
         return self.get_content()
 
@@ -480,7 +466,11 @@ class Message:
 
     @property
     def text(self) -> str | None:
-        """The body decoded to str, in the charset L{infer_charset} finds."""
+        """The body as str: C{content} decoded in the charset L{infer_charset} finds.
+
+        Reading it raises C{ValueError} when C{content} does, or when the charset is
+        unknown or does not fit the bytes (see L{get_text}).
+        """
         return self.get_text()
 
     @text.setter
@@ -488,13 +478,13 @@ class Message:
         self.set_text(value)
 
     def get_content(self, strict: bool = True) -> bytes | None:
-        """Like C{content}; with C{strict=False} an undecodable body is returned raw."""
+        """Like C{content}; with C{strict=False} a body that does not decode is returned raw."""
         raw = self.raw_content
-        encoding = self.headers.get("content-encoding")
-        if raw is None or not encoding:
+        coding = self.headers.get("content-encoding")
+        if raw is None or not coding:
             return raw
         try:
-            return decode_content(raw, encoding)
+            return encoding.decode(raw, coding)
         except ValueError:
             if strict:
                 raise
@@ -503,8 +493,8 @@ class Message:
     def set_content(self, value: bytes | None) -> None:
         """Set the body: encode it per Content-Encoding and set Content-Length.
 
-        An unsupported Content-Encoding header is removed and the body stored as is.
-        Content-Length is left alone when there is a Transfer-Encoding.
+        Under an unsupported Content-Encoding, that header is removed and the body stored
+        as is. Content-Length is left alone when there is a Transfer-Encoding.
         """
         if value is None:
             self.raw_content = None
@@ -515,8 +505,7 @@ class Message:
                 "Please use .text if you want to assign a str."
             )
         try:
-            encoding = self.headers.get("content-encoding") or "identity"
-            self.raw_content = encode_content(value, encoding)
+            self.raw_content = encoding.encode(value, self.headers.get("content-encoding", ""))
         except ValueError:
             del self.headers["content-encoding"]
             self.raw_content = value
@@ -566,6 +555,9 @@ class Message:
     def decode(self, strict: bool = True) -> None:
         """Undo the Content-Encoding and remove the header; nothing to do without a body.
 
+        With C{strict=False}, a body that does not decode is kept as it is, and the header
+        is removed all the same.
+
         @raise ValueError: if the body does not decode and C{strict} is set.
         """
         if not self.raw_content:
@@ -575,9 +567,13 @@ class Message:
         self.content = decoded
 
     def encode(self, encoding: str) -> None:
-        """Encode the current body with C{encoding} (gzip, deflate, identity, ...).
+        """Encode the body as it is now with C{encoding}: C{"gzip"}, C{"deflate"}, C{"br"},
+        C{"zstd"}, C{"identity"}, or several in order (C{"gzip, br"}).
 
-        @raise ValueError: for an unsupported encoding.
+        The Content-Encoding header is replaced, not added to; the body is not decoded
+        first.
+
+        @raise ValueError: for an unsupported encoding (the header is then removed).
         """
         self.headers["content-encoding"] = encoding
         self.content = self.raw_content
@@ -713,14 +709,26 @@ class Request(Message):
 
     @property
     def host_header(self) -> str | None:
-        """The Host header, or C{None}; setting C{None} removes it."""
+        """The Host header, or C{None}; setting C{None} removes it.
+
+        For HTTP/2 and HTTP/3 this is the C{:authority} (C{authority}), or the Host header
+        without one; setting it sets the authority and replaces a Host header if present.
+        """
+        if self.is_http2 or self.is_http3:
+            return self.authority or self.headers.get("Host")
         return self.headers.get("Host")
 
     @host_header.setter
     def host_header(self, value: str | bytes | None) -> None:
+        multiplexed = self.is_http2 or self.is_http3
         if value is None:
+            if multiplexed:
+                self.data.authority = b""
             self.headers.pop("Host", None)
-        else:
+            return
+        if multiplexed:
+            self.authority = value
+        if not multiplexed or "Host" in self.headers:
             self.headers["Host"] = value
 
     @property
@@ -847,6 +855,56 @@ class Request(Message):
         """Ask for an uncompressed response."""
         self.headers["accept-encoding"] = "identity"
 
+    def constrain_encoding(self) -> None:
+        """Keep in Accept-Encoding only the codings the proxy can decode.
+
+        The client's order and parameters (q-values) stay; without an Accept-Encoding
+        header nothing changes.
+        """
+        accept = self.headers.get("accept-encoding")
+        if accept:
+            self.headers["accept-encoding"] = ", ".join(
+                item.strip()
+                for item in accept.split(",")
+                if encoding.is_supported(item.partition(";")[0])
+            )
+
+    def _get_multipart_form(self) -> Fields:
+        content_type = self.headers.get("content-type", "")
+        if "multipart/form-data" not in content_type.lower():
+            return ()
+        try:
+            content = self.content
+        except ValueError:
+            return ()
+        return tuple(multipart.decode_multipart(content_type, content or b""))
+
+    def _set_multipart_form(self, fields: Iterable[tuple[bytes, bytes]]) -> None:
+        form = [(_always_bytes(name), _always_bytes(value)) for name, value in _pairs(fields)]
+        content_type = self.headers.get("content-type", "")
+        is_form = content_type.lower().startswith("multipart/form-data")
+        if is_form and multipart.boundary(content_type):
+            like = multipart.read_parts(content_type, self.get_content(strict=False) or b"")
+        else:
+            boundary = f"----twisted-mitm-{secrets.token_hex(16)}"
+            content_type = self.headers["content-type"] = f"multipart/form-data; boundary={boundary}"
+            like = []
+        self.content = multipart.encode_multipart(content_type, form, like)
+
+    @property
+    def multipart_form(self) -> MultiDictView:
+        """The C{multipart/form-data} body as a writable multi-dict of C{name -> value} bytes.
+
+        Empty for other types or a body that does not parse. Writing sets the body (and,
+        unless it is already a form, a Content-Type with a new boundary); the parts of
+        fields that stay keep their own headers (file name, type).
+        """
+        return MultiDictView(self._get_multipart_form, self._set_multipart_form)
+
+    @multipart_form.setter
+    def multipart_form(self, value: Iterable[tuple[bytes, bytes]]) -> None:
+        self._set_multipart_form(value)
+
 
 class Response(Message):
     """An HTTP response."""
@@ -933,6 +991,22 @@ class Response(Message):
     @cookies.setter
     def cookies(self, value: Iterable[tuple[str, tuple[str, Any]]]) -> None:
         self._set_cookies(value)
+
+    def refresh(self, now: float | None = None) -> None:
+        """Move the response's dates forward as if it was received at C{now}, for replay.
+
+        Date, Expires and Last-Modified, and each Set-Cookie's C{expires}, shift by
+        C{now - timestamp_start} (C{now} defaults to the current time). Headers that do not
+        hold a date stay as they are; a cookie C{expires} that is not a date is removed.
+        """
+        delta = (now or time.time()) - self.timestamp_start
+        for name in ("date", "expires", "last-modified"):
+            shifted = _shift_http_date(self.headers.get(name, ""), delta)
+            if shifted is not None:
+                self.headers[name] = shifted
+        set_cookies = self.headers.get_all("set-cookie")
+        if set_cookies:
+            self.headers.set_all("set-cookie", [_refresh_set_cookie(c, delta) for c in set_cookies])
 
 
 class HTTPFlow(Flow):

@@ -2,8 +2,9 @@
 """C{hardump=PATH}: write the session as HAR 1.2 when the proxy stops (SPEC §6).
 
 Each finished flow is turned into its HAR entry at once, so the flow itself is not kept.
-Buffered bodies are included (text as is, binary as base64); streamed bodies were never
-held, so their entries carry the byte count only.
+Buffered bodies are included with their Content-Encoding undone (text as is, binary as
+base64); a body whose encoding is unknown or corrupt is included as sent, with a comment
+saying why. Streamed bodies were never held, so their entries carry the byte count only.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ def _content(flow: HTTPFlow, message: Message, which: str) -> dict[str, Any]:
     if message.stream:
         content["comment"] = "streamed: body not recorded"
         return content
-    body = message.get_content(strict=False) or b""
+    try:
+        body = message.content or b""
+    except ValueError as error:
+        body = message.raw_content or b""
+        content["comment"] = f"body as sent, not decoded: {error}"
     try:
         content["text"] = body.decode("utf-8")
     except UnicodeDecodeError:

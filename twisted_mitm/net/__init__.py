@@ -1,0 +1,1 @@
+"""Pure wire-format helpers under mitmproxy's module names (C{mitmproxy.net})."""

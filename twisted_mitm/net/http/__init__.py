@@ -1,0 +1,1 @@
+"""HTTP wire formats under mitmproxy's module names (C{mitmproxy.net.http})."""
