@@ -145,3 +145,44 @@ class StreamedFramingTests(SynchronousTestCase):
         headers, make_writer, close = framing.streamed_response(Headers([(b"Transfer-Encoding", b"chunked")]), source, False, b"HTTP/1.1")
         self.assertEqual((headers.fields, close), (((b"Transfer-Encoding", b"chunked"),), False))
         self.assertIsInstance(make_writer(StringTransport()), ChunkedWriter)
+
+
+class ScriptEditTests(SynchronousTestCase):
+    """A script's edits to framing headers never reach the wire as they are."""
+
+    def test_framing_edited(self) -> None:
+        """Headers that no longer describe the body's arrival framing are recognised, in every kind."""
+        length = http1.BodyFraming(http1.FramingKind.LENGTH, 5)
+        chunked = http1.BodyFraming(http1.FramingKind.CHUNKED)
+        until_close = http1.BodyFraming(http1.FramingKind.UNTIL_CLOSE)
+        cases = [
+            ([(b"Content-Length", b"5")], length, False),
+            ([(b"Content-Length", b"5, 5")], length, False),
+            ([(b"Content-Length", b"2")], length, True),
+            ([], length, True),
+            ([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], length, True),
+            ([(b"Transfer-Encoding", b"chunked")], chunked, False),
+            ([(b"Transfer-Encoding", b"gzip, chunked")], chunked, False),
+            ([(b"Transfer-Encoding", b"gzip")], chunked, True),
+            ([(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"9")], chunked, True),
+            ([], until_close, False),
+            ([(b"Content-Length", b"9")], until_close, True),
+            ([(b"Content-Length", b"9")], None, False),
+        ]
+        for fields, source, edited in cases:
+            self.assertEqual(framing.framing_edited(Headers(fields), source), edited, (fields, source))
+
+    def test_streamed_length_enforced(self) -> None:
+        """A streamed Content-Length message goes out with its real length, whatever the headers say."""
+        headers = Headers([(b"Content-Length", b"2"), (b"Transfer-Encoding", b"chunked")])
+        outgoing, _ = framing.streamed_request(headers, http1.BodyFraming(http1.FramingKind.LENGTH, 5000), transformed=False)
+        self.assertEqual(outgoing.fields, ((b"Content-Length", b"5000"),))
+        outgoing, _, close = framing.streamed_response(headers, http1.BodyFraming(http1.FramingKind.LENGTH, 7), False, b"HTTP/1.1")
+        self.assertEqual((outgoing.fields, close), (((b"Content-Length", b"7"),), False))
+
+    def test_buffered_chunked_drops_content_length(self) -> None:
+        """A buffered message a script made chunked loses its Content-Length (never both)."""
+        headers, _ = framing.buffered_response(response([(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], b"hello"), b"HTTP/1.1", True)
+        self.assertEqual(headers.fields, ((b"Transfer-Encoding", b"chunked"),))
+        headers, _ = framing.buffered_request(request([(b"Host", b"e"), (b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], b"hello"))
+        self.assertEqual(headers.fields, ((b"Host", b"e"), (b"Transfer-Encoding", b"chunked")))

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import capturedLogs, formatEvent
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
@@ -383,6 +384,106 @@ class SlowClientTests(SynchronousTestCase):
         self.assertEqual(len(origin.connections), 1)
         self.assertEqual(origin.lost, origin.connections)
         self.assertEqual(origin.requests, [])
+
+
+class Editor:
+    """An addon whose hooks are given as keyword functions."""
+
+    def __init__(self, **hooks: Callable[[HTTPFlow], None]) -> None:
+        for name, hook in hooks.items():
+            setattr(self, name, hook)
+
+
+class ScriptSafetyTests(SynchronousTestCase):
+    """What a script does to a message can change it, never the wire's framing."""
+
+    def test_streamed_request_keeps_its_real_length(self) -> None:
+        """A script that edits Content-Length of a streamed request: the origin gets the real length
+        and the whole body as one request, and the log says the edit was ignored."""
+
+        def shrink(flow: HTTPFlow) -> None:
+            flow.request.headers["Content-Length"] = "2"
+
+        network, origin = network_with_origin(echo_body, options=["stream_large_bodies=1k"], addons=[Editor(requestheaders=shrink)], read_bodies=True)
+        client = network.connect_client()
+        body = os.urandom(5000)
+        with capturedLogs() as events:
+            client.send(request(b"POST", extra=b"Content-Length: 5000\r\n") + body)
+            network.pump()
+        self.assertEqual(origin.bodies, [body])
+        self.assertIn(b"\r\nContent-Length: 5000\r\n", origin.requests[0])
+        self.assertEqual(body_of(client.received), body)
+        self.assertTrue(any("the change is ignored" in formatEvent(event) for event in events))
+
+    def test_streamed_response_keeps_its_real_length(self) -> None:
+        """A script adding Transfer-Encoding to a streamed Content-Length response does not reach the client."""
+
+        def chunk_it(flow: HTTPFlow) -> None:
+            assert flow.response is not None
+            flow.response.headers["Transfer-Encoding"] = "chunked"
+
+        body = os.urandom(5000)
+        network, _ = network_with_origin(respond(200, body), options=["stream_large_bodies=1k"], addons=[Editor(responseheaders=chunk_it)])
+        client = network.connect_client()
+        client.send(request())
+        network.pump()
+        head, _, received = client.received.partition(b"\r\n\r\n")
+        self.assertNotIn(b"transfer-encoding", head.lower())
+        self.assertIn(b"\r\nContent-Length: 5000", head)
+        self.assertEqual(received, body)
+
+    def test_crlf_in_a_response_header_is_a_502(self) -> None:
+        """A response header with CR/LF set by a script: the client gets a 502 naming the problem."""
+        recorder = HookRecorder()
+
+        def inject(flow: HTTPFlow) -> None:
+            assert flow.response is not None
+            flow.response.headers["X-Evil"] = "a\r\nSet-Cookie: stolen=1"
+
+        network, _ = network_with_origin(respond(200, b"ok"), addons=[Editor(response=inject), recorder])
+        client = network.connect_client()
+        client.send(request())
+        network.pump()
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 502 "), client.received)
+        self.assertNotIn(b"stolen", client.received.partition(b"\r\n\r\n")[0])
+        self.assertIn(b"response head unsendable", client.received)
+        self.assertEqual(len(error_messages(recorder)), 1)
+
+    def test_crlf_in_a_request_header_is_a_502(self) -> None:
+        """A request header with CR/LF set by a script never reaches the origin: the client gets a 502."""
+
+        def inject(flow: HTTPFlow) -> None:
+            flow.request.headers["X-Evil"] = "a\r\n\r\nGET /smuggled HTTP/1.1"
+
+        network, origin = network_with_origin(respond(200, b"ok"), addons=[Editor(request=inject)])
+        client = network.connect_client()
+        client.send(request())
+        network.pump()
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 502 "), client.received)
+        self.assertIn(b"request head unsendable", client.received)
+        self.assertEqual(origin.requests, [])
+
+    def test_kill_ends_in_one_error_hook(self) -> None:
+        """flow.kill() in a hook drops the client and runs error once, with mitmproxy's message."""
+        recorder = HookRecorder()
+        network, origin = network_with_origin(respond(200, b"ok"), addons=[Editor(request=lambda flow: flow.kill()), recorder])
+        client = network.connect_client()
+        client.send(request())
+        network.pump()
+        self.assertEqual(error_messages(recorder), ["Connection killed."])
+        self.assertIsNotNone(client.lost)
+        self.assertEqual(origin.requests, [])
+
+    def test_h2c_upgrade_offer_removed(self) -> None:
+        """An Upgrade: h2c offer and its HTTP2-Settings never reach the origin (mitmproxy's disable_h2c)."""
+        network, origin = network_with_origin(respond(200, b"ok"))
+        client = network.connect_client()
+        client.send(request(extra=b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"))
+        network.pump()
+        head = origin.requests[0].lower()
+        for removed in (b"upgrade", b"http2-settings", b"h2c"):
+            self.assertNotIn(removed, head)
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 200 "))
 
 
 class TLSTests(SynchronousTestCase):

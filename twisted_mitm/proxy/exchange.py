@@ -129,6 +129,11 @@ class Transfer:
         raise NotImplementedError
 
     @property
+    def kind(self) -> str:
+        """C{"request"} or C{"response"}, for messages to users."""
+        return type(self.message).__name__.lower()
+
+    @property
     def read_whole(self) -> bool:
         """Whether the body was read whole from its source."""
         return self.phase in _READ_WHOLE
@@ -181,16 +186,39 @@ class Transfer:
 
     def _start_pipe(self, destination: IConsumer, buffered: list[http1.Data]) -> None:
         transform = make_transform(self.message.stream, self.exchange.context.reactor)
+        if framing.framing_edited(self.message.headers, self.body_framing):
+            self.exchange.log.warn(
+                "{url}: a script changed Content-Length or Transfer-Encoding of a streamed {kind}; "
+                "the proxy frames streamed bodies itself, the change is ignored",
+                url=self.exchange.flow.request.pretty_url,
+                kind=self.kind,
+            )
         make_writer = self._write_streamed_head(transform is not None)
+        if make_writer is None:
+            return
         self.message.raw_content = b""
         self.phase = Phase.STREAMING
         self.pipe = BodyPipe(self.source.producer, make_writer(destination), self._streamed, self.exchange.source_failed, transform)
         self.pipe.write_all(buffered)
         self.source.read_body(self.pipe)
 
-    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory:
-        """Write the head of a streamed message; return the writer that frames its body."""
+    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory | None:
+        """Write the head of a streamed message; return the writer that frames its body
+        (C{None}: the head could not be written and the exchange failed)."""
         raise NotImplementedError
+
+    def _assembled(self, assemble: Callable[[], bytes]) -> bytes | None:
+        """The head C{assemble} makes; C{None} when a script made it unsendable (CR, LF or
+        NUL in a field, a bad name), after failing the exchange with a 502 that says so."""
+        try:
+            return assemble()
+        except (ValueError, ProtocolError) as problem:
+            reason = problem.reason if isinstance(problem, ProtocolError) else str(problem)
+            self.exchange.log.warn(
+                "{url}: the {kind} head cannot be sent: {reason}", url=self.exchange.flow.request.pretty_url, kind=self.kind, reason=reason
+            )
+            self.exchange.fail(ProtocolError(502, f"a script made the {self.kind} head unsendable: {reason}"))
+            return None
 
     def _streamed(self) -> None:
         assert self.pipe is not None
@@ -241,7 +269,7 @@ class Transfer:
             self.exchange.log.warn(
                 "{url}: a script changed the content of a streamed {kind}; streamed bodies cannot be modified, the change is ignored",
                 url=self.exchange.flow.request.pretty_url,
-                kind=type(message).__name__.lower(),
+                kind=self.kind,
             )
             message.raw_content = b""
 
@@ -304,9 +332,9 @@ class RequestTransfer(Transfer):
     def _send_buffered(self, upstream: Upstream) -> None:
         headers, body = framing.buffered_request(self.message)
         headers = self.exchange.prepare_upgrade(headers, upstream)
-        self.phase = Phase.SENDING
-        self._send_head(upstream, headers)
-        PacedWriter.write(upstream.consumer, body, self._sent)
+        if self._send_head(upstream, headers):
+            self.phase = Phase.SENDING
+            PacedWriter.write(upstream.consumer, body, self._sent)
 
     def _sent(self) -> None:
         self.exchange.start_response_timer()
@@ -319,16 +347,20 @@ class RequestTransfer(Transfer):
     def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
         self.exchange.connect(lambda upstream: then(upstream.consumer, buffered))
 
-    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory:
+    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory | None:
         assert self.body_framing is not None and self.exchange.server is not None
         headers, make_writer = framing.streamed_request(self.message.headers, self.body_framing, transformed)
-        self._send_head(self.exchange.server, headers)
-        return make_writer
+        return make_writer if self._send_head(self.exchange.server, headers) else None
 
-    def _send_head(self, upstream: Upstream, headers: Headers) -> None:
+    def _send_head(self, upstream: Upstream, headers: Headers) -> bool:
+        """Send the request head; C{False} if it could not be (the exchange failed)."""
         request = self.message
-        head = http1.assemble_request_head(request.data.method, request.data.path, request.data.http_version, headers.fields)
-        upstream.send_request(request.data.method, head, self.exchange)
+        head = self._assembled(
+            lambda: http1.assemble_request_head(request.data.method, request.data.path, request.data.http_version, headers.fields)
+        )
+        if head is not None:
+            upstream.send_request(request.data.method, head, self.exchange)
+        return head is not None
 
     def _streamed(self) -> None:
         super()._streamed()
@@ -370,10 +402,12 @@ class ResponseTransfer(Transfer):
         if self.message.status_code == 101 and self.exchange.switch_to_websocket():
             return
         headers, body = framing.buffered_response(self.message, self._client_version(), self._has_body())
+        head = self._assembled(lambda: self._head(headers))
+        if head is None:
+            return
         self.closes_connection = self.closes_connection or framing.closes(headers)
         self.phase = Phase.SENDING
-        client = self.exchange.client
-        PacedWriter.write(client.consumer, [self._head(headers), *body], self.delivered)
+        PacedWriter.write(self.exchange.client.consumer, [head, *body], self.delivered)
 
     def deliver_made(self) -> None:
         """Deliver a response a hook made (the server was never asked)."""
@@ -391,12 +425,15 @@ class ResponseTransfer(Transfer):
     def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
         then(self.exchange.client.consumer, buffered)
 
-    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory:
+    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory | None:
         headers, make_writer, close = framing.streamed_response(
             self.message.headers, self.body_framing, transformed, self._client_version()
         )
+        head = self._assembled(lambda: self._head(headers))
+        if head is None:
+            return None
         self.closes_connection = self.closes_connection or close or framing.closes(headers)
-        self.exchange.client.write(self._head(headers))
+        self.exchange.client.write(head)
         return make_writer
 
     def _head(self, headers: Headers) -> bytes:
@@ -589,9 +626,11 @@ class Exchange:
             self.fail(ProtocolError(499, "the client disconnected"), client_gone=True)
 
     def _killed(self) -> None:
+        """C{flow.kill()}: drop both connections; the flow ends in its one C{error} hook."""
         if self.stage is Stage.OPEN:
             self._abandon()
             self.client.abort()
+            self.hook(ErrorHook(self.flow))
 
     def _internal_error(self, reason: Failure) -> None:
         self.log.failure("{url}: internal error", reason, url=self.flow.request.pretty_url)

@@ -6,7 +6,8 @@ body is encoded, and whether the connection must close after it. Buffered messag
 get an exact Content-Length (or keep chunked coding with their trailers); streamed
 messages keep their framing when bytes pass untouched, and switch to chunked coding
 (or to close-delimited for an HTTP/1.0 client) when a transform may change the length,
-so a Content-Length is never wrong.
+so a Content-Length is never wrong. A streamed message always goes out with the framing
+the proxy writes, whatever a script did to its Content-Length or Transfer-Encoding.
 """
 
 from __future__ import annotations
@@ -76,6 +77,22 @@ def _set_chunked(headers: Headers) -> None:
         headers["Transfer-Encoding"] = "chunked"
 
 
+def framing_edited(headers: Headers, source: http1.BodyFraming | None) -> bool:
+    """Whether C{headers} no longer describe the framing the body arrived with (a script
+    changed Content-Length or Transfer-Encoding of a message it cannot change the body of)."""
+    fields = headers.fields
+    lengths = set(http1.field_elements(fields, b"content-length"))
+    codings = [coding.lower() for coding in http1.field_elements(fields, b"transfer-encoding")]
+    chunked = bool(codings) and codings[-1] == b"chunked"
+    if source is None or source.kind is http1.FramingKind.NONE:
+        return False
+    if source.kind is http1.FramingKind.LENGTH:
+        return bool(codings) or lengths != {b"%d" % (source.length or 0)}
+    if source.kind is http1.FramingKind.CHUNKED:
+        return bool(lengths) or not chunked
+    return bool(lengths) or chunked
+
+
 def _one_chunk(body: bytes, trailers: Headers | None) -> list[bytes]:
     fields = trailers.fields if trailers is not None else ()
     if not body:
@@ -90,6 +107,7 @@ def buffered_request(request: Request) -> tuple[Headers, list[bytes]]:
         headers.insert(0, "Host", request.host_header or request.authority or request.pretty_host)
     body = request.raw_content or b""
     if _is_chunked(headers):
+        _set_chunked(headers)
         return headers, _one_chunk(body, request.trailers)
     if body or "content-length" in headers:
         _set_length(headers, len(body))
@@ -103,6 +121,7 @@ def streamed_request(headers: Headers, source: http1.BodyFraming, transformed: b
         _set_chunked(outgoing)
         return outgoing, ChunkedWriter
     length = source.length or 0
+    _set_length(outgoing, length)
     return outgoing, lambda transport: LengthWriter(transport, length)
 
 
@@ -113,6 +132,7 @@ def buffered_response(response: Response, client_version: bytes, has_body: bool)
         return headers, []
     body = response.raw_content or b""
     if _is_chunked(headers) and client_version != b"HTTP/1.0":
+        _set_chunked(headers)
         return headers, _one_chunk(body, response.trailers)
     _set_length(headers, len(body))
     return headers, [body] if body else []
@@ -125,6 +145,7 @@ def streamed_response(
     outgoing = Headers(headers.fields)
     if not transformed and source is not None and source.kind is http1.FramingKind.LENGTH:
         length = source.length or 0
+        _set_length(outgoing, length)
         return outgoing, lambda transport: LengthWriter(transport, length), False
     if client_version == b"HTTP/1.0":
         for name in ("content-length", "transfer-encoding"):
