@@ -24,6 +24,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
 
 from tests.support import (
+    HookRecorder,
     RunningProxy,
     curl,
     origin_ca_path,
@@ -180,6 +181,18 @@ class InterceptionTests(TestCase):
         self.assertEqual(flow.client_conn.sni, "localhost")
         self.assertTrue(flow.server_conn.tls_established)
         self.assertIn(f"GET https://localhost:{self.origin.port}/x?y=1 << 200", log_text(events))
+
+    async def test_eager_connection_carries_the_tls(self) -> None:
+        """The connection opened for the CONNECT (connection_strategy=eager) is the one TLS runs over:
+        the origin sees a single connection, and server_connect ran once."""
+        hooks = HookRecorder()
+        proxy = start_proxy(self, options=[f"ssl_verify_upstream_trusted_ca={origin_ca_path(self)}"], addons=[hooks])
+        out, err, code = await curl("--cacert", proxy.ca_path, "-x", proxy.url, f"https://localhost:{self.origin.port}/")
+        self.assertEqual((code, out), (0, b"hello over tls"), err)
+        self.assertEqual(len(self.origin.connections), 1)
+        self.assertEqual(hooks.names("server_connect", "server_connected"), ["server_connect", "server_connected"])
+        flow = [flow for name, flow in hooks.calls if name == "response"][0]
+        self.assertEqual((flow.server_conn.sni, flow.server_conn.tls_established), ("localhost", True))
 
     async def test_curl_ip_address(self) -> None:
         """curl reaches https://127.0.0.1:PORT/ (no SNI): the leaf carries the IP address."""

@@ -124,15 +124,62 @@ class TCPFlowTests(TestCase):
         self.assertEqual(reply, b"\x00last words")
 
     async def test_unreachable(self) -> None:
-        """A TCP flow to a closed port ends with tcp_error (not tcp_end) and closes the client."""
+        """With connection_strategy=lazy, a TCP flow to a closed port ends with tcp_error (not tcp_end) and closes the client."""
         port = unused_port()
         recorder = Recorder()
-        proxy = start_proxy(self, addons=[recorder])
+        proxy = start_proxy(self, options=["connection_strategy=lazy"], addons=[recorder])
         replies = await deferToThread(converse_closed, proxy.port, f"127.0.0.1:{port}")
         self.assertEqual(replies, b"")
         await wait_until(lambda: "tcp_error" in recorder.names())
         self.assertNotIn("tcp_end", recorder.names())
         self.assertIn("cannot connect", str(recorder.flows("tcp_error")[0].error))
+
+
+class ConnectionStrategyTests(TestCase):
+    """connection_strategy=eager (the default): a CONNECT is answered once its target is reached."""
+
+    async def test_unreachable_target_gets_502(self) -> None:
+        """A CONNECT to a closed port gets a 502 saying why, and the error hook runs; no 200 first."""
+        port = unused_port()
+        recorder = Recorder()
+        proxy = start_proxy(self, addons=[recorder])
+        reply = await deferToThread(connect_reply, proxy.port, f"127.0.0.1:{port}")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 502 "), reply)
+        self.assertIn(b"connection refused by 127.0.0.1:%d" % port, reply)
+        self.assertIn("error", recorder.names())
+        self.assertNotIn("tcp_start", recorder.names())
+
+    async def test_lazy_answers_first(self) -> None:
+        """With connection_strategy=lazy, the same CONNECT is answered 200 before any connecting."""
+        proxy = start_proxy(self, options=["connection_strategy=lazy"])
+        reply = await deferToThread(connect_reply, proxy.port, f"127.0.0.1:{unused_port()}")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 "), reply)
+
+    async def test_one_connection_serves_the_tunnel(self) -> None:
+        """The connection opened for the CONNECT carries what the tunnel holds: the origin sees
+        exactly one connection, whether the tunnel carries HTTP or raw TCP."""
+        origin = start_raw_origin(self, respond(200, b"plain inside"))
+        proxy = start_proxy(self)
+        out, err, code = await curl("--proxytunnel", "-x", proxy.url, f"{origin.url}/in/tunnel")
+        self.assertEqual((code, out), (0, b"plain inside"), err)
+        self.assertEqual(len(origin.connections), 1)
+        echo = start_echo_origin(self)
+        replies = await deferToThread(converse, proxy.port, f"127.0.0.1:{echo.port}", [b"\x00raw bytes"])
+        self.assertEqual(replies, [b"\x00raw bytes", b""])
+        self.assertEqual(len(echo.connections), 1)
+
+
+def connect_reply(proxy_port: int, authority: str) -> bytes:
+    """Send a CONNECT and read the proxy's answer head (blocking, bounded)."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as sock:
+        sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply and (chunk := sock.recv(4096)):
+            reply += chunk
+        if reply.startswith(b"HTTP/1.1 502"):
+            while chunk := sock.recv(4096):
+                reply += chunk
+        return reply
 
 
 class ServerSpeaksFirstTests(TestCase):

@@ -506,6 +506,14 @@ def default_options() -> Options:
         check=check_seconds,
     )
     add(
+        "connection_strategy", str, "eager",
+        "When to connect to the server of a CONNECT: 'eager' connects first and answers "
+        "502 with the reason when the target is unreachable (the connection is then used "
+        "for the tunnel); 'lazy' answers 200 at once and connects when the tunnel's "
+        "content needs it.",
+        choices=("eager", "lazy"),
+    )
+    add(
         "request_head_timeout", int, 10,
         "Seconds a client has to send a whole request head once it has begun one (HAProxy's "
         "'timeout http-request'); trickling bytes does not extend it. A client that misses it "

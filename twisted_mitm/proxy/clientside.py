@@ -32,7 +32,8 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
-from twisted_mitm.hooks import ClientConnectedHook, ClientDisconnectedHook, HttpConnectHook
+from twisted_mitm.flow import Error
+from twisted_mitm.hooks import ClientConnectedHook, ClientDisconnectedHook, ErrorHook, HttpConnectHook
 from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.framing import buffered_response
@@ -58,14 +59,20 @@ class ClientSideProtocol(Protocol):
 
     _log = Logger()
 
-    def __init__(self, context: ProxyContext, client: Client | None = None, tunnel_target: TunnelTarget | None = None) -> None:
+    def __init__(
+        self,
+        context: ProxyContext,
+        client: Client | None = None,
+        tunnel_target: TunnelTarget | None = None,
+        upstreams: ServerConnections | None = None,
+    ) -> None:
         self.context = context
         self.client = client
         self.tunnel_target = tunnel_target
         self.pump = ReaderPump(http1.RequestReader(), self._event_received, self._protocol_error)
         self._exchange: Exchange | None = None
         self._body_sink: BodySink | None = None
-        self._upstreams: ServerConnections | None = None
+        self._upstreams = upstreams
         self._tunnel: IProtocol | None = None
         self._closing = False
         self._idle_timer: IDelayedCall | None = None
@@ -81,7 +88,8 @@ class ClientSideProtocol(Protocol):
             self.client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port))
             tune_transport(self.transport)
             self._hook(ClientConnectedHook(self.client))
-        self._upstreams = ServerConnections(self.context, self.client, self.tunnel_target[1] if self.tunnel_target else None)
+        if self._upstreams is None:
+            self._upstreams = ServerConnections(self.context, self.client)
         self.pump.attach(self.transport)
         self._wait_for_request()
 
@@ -297,12 +305,36 @@ class ClientSideProtocol(Protocol):
         if response is not None and not 200 <= response.status_code < 300:
             self._answer_and_close(response, flow.request.data.http_version)
             return
+        assert self.client is not None and self._upstreams is not None
+        self._upstreams.close()
+        self._upstreams = ServerConnections(self.context, self.client, flow.request.host)
+        if self.context.settings.connect_eagerly:
+            connecting = self._upstreams.connect_eagerly(flow.request.host, flow.request.port)
+            connecting.addCallbacks(lambda _: self._open_tunnel(flow), self._tunnel_failed, errbackArgs=(flow,))
+        else:
+            self._open_tunnel(flow)
+
+    def _open_tunnel(self, flow: HTTPFlow) -> None:
+        if self._closing:
+            return
+        assert self.client is not None and self._upstreams is not None
         self.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        self.switch_protocols(Tunnel(self.context, self.client, flow, self._inner_http))
+        upstreams = self._upstreams
+        self.switch_protocols(Tunnel(self.context, self.client, flow, upstreams, self._inner_http))
+
+    def _tunnel_failed(self, reason: Failure, flow: HTTPFlow) -> None:
+        """The CONNECT target cannot be reached: say why (mitmproxy's eager strategy)."""
+        error = reason.value if isinstance(reason.value, ProtocolError) else ProtocolError(502, reason.getErrorMessage())
+        flow.error = Error(error.reason)
+        self._hook(ErrorHook(flow))
+        if not self._closing:
+            self._log.info("{client}: CONNECT {host}:{port}: {reason}", client=_address(self.client), host=flow.request.host, port=flow.request.port, reason=error.reason)
+            self._answer_and_close(error_response(error.status, error.reason), flow.request.data.http_version)
 
     def _inner_http(self, client: Client, target: TunnelTarget) -> ClientSideProtocol:
-        """The protocol for HTTP inside one of this connection's tunnels."""
-        return ClientSideProtocol(self.context, client, target)
+        """The protocol for HTTP inside one of this connection's tunnels: its upstream
+        connections are the tunnel's, starting with the one opened for the CONNECT."""
+        return ClientSideProtocol(self.context, client, target, self._upstreams)
 
     def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: Upstream | None = None) -> None:
         """Hand the connection to C{protocol}: it left HTTP/1 (CONNECT tunnel, WebSocket).

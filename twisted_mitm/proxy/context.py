@@ -51,6 +51,7 @@ class ProxySettings:
     response_timeout: float | None
     idle_timeout: float | None
     head_timeout: float | None
+    connect_eagerly: bool
 
     @classmethod
     def from_options(cls, options: Options) -> ProxySettings:
@@ -70,6 +71,7 @@ class ProxySettings:
             response_timeout=_seconds(options.upstream_read_timeout),
             idle_timeout=_seconds(options.connection_idle_timeout),
             head_timeout=_seconds(options.request_head_timeout),
+            connect_eagerly=options.connection_strategy == "eager",
         )
 
     def intercepts(self, host: str, port: int) -> bool:

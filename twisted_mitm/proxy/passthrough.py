@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.proxy.pipe import Hold, Side, Valve
-from twisted_mitm.proxy.serverside import tcp_endpoint
+from twisted_mitm.proxy.serverside import ParkedConnection, tcp_endpoint
 from twisted_mitm.hooks import TcpEndHook, TcpErrorHook, TcpMessageHook, TcpStartHook
 from twisted_mitm.flow import Error
 from twisted_mitm.tcp import TCPFlow, TCPMessage
@@ -78,11 +78,14 @@ class TCPRelay(Protocol):
     max_kept_messages = 1000
     max_kept_bytes = 16 << 20
 
-    def __init__(self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool) -> None:
+    def __init__(
+        self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool, parked: ParkedConnection | None = None
+    ) -> None:
         self.context = context
         self.host = host
         self.port = port
-        server = Server(address=(host, port))
+        self._parked = parked
+        server = parked.server if parked is not None else Server(address=(host, port))
         self.flow: TCPFlow | None = TCPFlow(client, server, live=True) if with_hooks else None
         self._server_transport: ITransport | None = None
         self._early: list[bytes] = []
@@ -103,6 +106,10 @@ class TCPRelay(Protocol):
         self._valves[Side.CLIENT].hold(Hold.CONNECTING)
         if self.flow is not None:
             self.flow.on_kill = self._close_both
+        if self._parked is not None:
+            parked, self._parked = self._parked, None
+            parked.adopt(_UpstreamLeg(self))
+            return
         endpoint = tcp_endpoint(self.context.reactor, self.host, self.port, self.context.settings.connect_timeout)
         connecting = connectProtocol(endpoint, _UpstreamLeg(self))
         connecting.addErrback(self._connect_failed)

@@ -19,9 +19,18 @@ from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IConsumer, IHandshakeListener, IProtocol, IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocol,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -234,6 +243,73 @@ class ServerSideProtocol(Protocol):
             receiver.server_failed(error)
 
 
+@implementer(IHalfCloseableProtocol)
+class ParkedConnection(Protocol):
+    """A connection to the server opened before anyone needs it (C{connection_strategy=eager}).
+
+    It reads nothing while it waits (a server that speaks first, say SMTP, has its
+    greeting kept for later), and hands itself over whole to the protocol that
+    L{adopt}s it: a TCP relay, an HTTP upstream, or TLS with an HTTP upstream inside.
+
+    @ivar server: the connection record the C{server_connect} hook saw.
+    @ivar target: the C{(host, port)} the client asked for, before any hook changed it.
+    @ivar lost: fires when the connection is gone.
+    """
+
+    def __init__(self, server: Server, target: tuple[str, int]) -> None:
+        self.server = server
+        self.target = target
+        self.lost: Deferred[None] = Deferred()
+        self._delegate: IProtocol | None = None
+        self._early: list[bytes] = []
+        self._gone: Failure | None = None
+
+    def connectionMade(self) -> None:
+        self.server.timestamp_tcp_setup = time.time()
+        peer, host = self.transport.getPeer(), self.transport.getHost()
+        self.server.peername = (peer.host, peer.port)
+        self.server.sockname = (host.host, host.port)
+        self.transport.pauseProducing()
+
+    def adopt(self, protocol: IProtocol) -> None:
+        """Give the connection to C{protocol}: it is connected now, then gets what arrived meanwhile."""
+        self._delegate = protocol
+        protocol.makeConnection(self.transport)
+        early, self._early = self._early, []
+        for data in early:
+            protocol.dataReceived(data)
+        if self._gone is not None:
+            protocol.connectionLost(self._gone)
+        else:
+            self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._delegate is None:
+            self._early.append(data)
+        else:
+            self._delegate.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        half_closeable = IHalfCloseableProtocol(self._delegate, None)
+        if half_closeable is not None:
+            half_closeable.readConnectionLost()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        half_closeable = IHalfCloseableProtocol(self._delegate, None)
+        if half_closeable is not None:
+            half_closeable.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self.server.timestamp_end = time.time()
+        if self._delegate is None:
+            self._gone = reason
+        else:
+            self._delegate.connectionLost(reason)
+        self.lost.callback(None)
+
+
 class ServerConnections:
     """The upstream connections of one client connection: opened, reused, closed.
 
@@ -248,7 +324,38 @@ class ServerConnections:
         self._client = client
         self._tunnel_host = tunnel_host
         self._current: ServerSideProtocol | None = None
+        self._parked: ParkedConnection | None = None
         self._closed = False
+
+    def connect_eagerly(self, host: str, port: int) -> Deferred[None]:
+        """Open a connection to C{host:port} now, before anything asks for it (a CONNECT
+        answered only once its target is reachable); fails with a L{ProtocolError}."""
+        server = Server(address=(host, port))
+        hook = self._context.addons.trigger(ServerConnectHook(ServerConnectionHookData(server, self._client)))
+        return hook.addCallback(lambda _: self._park(server, (host, port)))
+
+    def _park(self, server: Server, target: tuple[str, int]) -> Deferred[None]:
+        _check_connectable(server)
+        assert server.address is not None
+        host, port = server.address
+        timeout = self._context.settings.connect_timeout
+        parked = ParkedConnection(server, target)
+        server.timestamp_start = time.time()
+        connecting = tcp_endpoint(self._context.reactor, host, port, timeout).connect(_OneShotFactory(parked))
+        connecting.addErrback(_connect_failure, host, port, False)
+        return connecting.addCallback(self._parked_opened)
+
+    def _parked_opened(self, parked: ParkedConnection) -> None:
+        self._announce(parked.server, parked.lost)
+        if self._closed:
+            parked.transport.loseConnection()
+        else:
+            self._parked = parked
+
+    def take_parked(self) -> ParkedConnection | None:
+        """The connection L{connect_eagerly} opened, for a relay to adopt; C{None} if there is none."""
+        parked, self._parked = self._parked, None
+        return parked
 
     def for_flow(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
         """A connection to the flow's current upstream, reused when it is still good."""
@@ -258,6 +365,11 @@ class ServerConnections:
         if current is not None and current.key == key and current.connected and current.reusable:
             return succeed(current)
         self._drop_current()
+        parked = self.take_parked()
+        if parked is not None and parked.target == (request.host, request.port):
+            return self._adopt(key, parked)
+        if parked is not None:
+            parked.transport.loseConnection()
         server = Server(address=(request.host, request.port))
         if request.data.scheme == b"https":
             server.sni = self._sni_for(request.host)
@@ -271,21 +383,46 @@ class ServerConnections:
         return host
 
     def _open(self, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
-        if server.error is not None:
-            raise ProtocolError(502, f"connection to the server refused by a script: {server.error}")
-        if server.address is None:
-            raise ProtocolError(502, "a script removed the server address")
+        _check_connectable(server)
         settings = self._context.settings
-        tls_creator = None
-        if server.sni is not None:
-            tls_creator = upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
-        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, tls_creator)
+        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, self._tls_creator(server))
+        connecting.addCallback(self._announce_opened)
         return connecting.addCallback(self._opened)
 
-    def _opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
-        data = ServerConnectionHookData(protocol.server, self._client)
+    def _adopt(self, key: UpstreamKey, parked: ParkedConnection) -> Deferred[ServerSideProtocol]:
+        """Carry the flow over the connection opened eagerly for its tunnel (TLS first, for HTTPS)."""
+        server = parked.server
+        if key[0] == b"https":
+            server.sni = self._sni_for(key[1])
+        reactor = self._context.reactor
+        tls_creator = self._tls_creator(server)
+        protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
+        if tls_creator is None:
+            parked.adopt(protocol)
+        else:
+            parked.adopt(TLSMemoryBIOFactory(tls_creator, True, _OneShotFactory(protocol), clock=reactor).buildProtocol(None))
+        assert server.address is not None
+        ready = _bounded(protocol.ready, reactor, self._context.settings.connect_timeout, protocol.abort)
+        ready.addErrback(_connect_failure, server.address[0], server.address[1], tls_creator is not None)
+        return ready.addCallback(self._opened)
+
+    def _tls_creator(self, server: Server) -> object | None:
+        if server.sni is None:
+            return None
+        settings = self._context.settings
+        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+
+    def _announce(self, server: Server, lost: Deferred[None]) -> None:
+        """A connection to C{server} is up: C{server_connected} now, C{server_disconnected} when C{lost} fires."""
+        data = ServerConnectionHookData(server, self._client)
         self._context.addons.trigger(ServerConnectedHook(data))
-        protocol.lost.addCallback(lambda _: self._context.addons.trigger(ServerDisconnectedHook(data)))
+        lost.addCallback(lambda _: self._context.addons.trigger(ServerDisconnectedHook(data)))
+
+    def _announce_opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
+        self._announce(protocol.server, protocol.lost)
+        return protocol
+
+    def _opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
         if self._closed:
             # The client left while this connection was being opened: nobody will use it.
             protocol.close()
@@ -302,11 +439,30 @@ class ServerConnections:
         """Close the kept connection, if any, and any that is still being opened."""
         self._closed = True
         self._drop_current()
+        parked = self.take_parked()
+        if parked is not None:
+            parked.transport.loseConnection()
 
     def _drop_current(self) -> None:
         current, self._current = self._current, None
         if current is not None:
             current.close()
+
+
+def _check_connectable(server: Server) -> None:
+    """@raise ProtocolError: (502) a C{server_connect} hook refused the connection or removed its address."""
+    if server.error is not None:
+        raise ProtocolError(502, f"connection to the server refused by a script: {server.error}")
+    if server.address is None:
+        raise ProtocolError(502, "a script removed the server address")
+
+
+def _bounded(waiting: Deferred[Any], reactor: Any, timeout: float | None, on_timeout: Callable[[], None]) -> Deferred[Any]:
+    """C{waiting}, failed with C{CancelledError} (after calling C{on_timeout}) if it takes longer than C{timeout}."""
+    if timeout is None:
+        return waiting
+    timer = reactor.callLater(timeout, lambda: (waiting.cancel(), on_timeout()))
+    return waiting.addBoth(_cancel_timer, timer)
 
 
 def connect_upstream(
@@ -330,9 +486,7 @@ def connect_upstream(
     server.timestamp_start = time.time()
     connecting = endpoint.connect(_OneShotFactory(protocol))
     connecting.addCallback(lambda connected: connected.ready)
-    if timeout is not None:
-        timer = reactor.callLater(timeout, connecting.cancel)
-        connecting.addBoth(_cancel_timer, timer)
+    connecting = _bounded(connecting, reactor, timeout, lambda: None)
     connecting.addErrback(_connect_failure, host, port, tls_creator is not None)
     return connecting
 
@@ -342,10 +496,10 @@ class _OneShotFactory(Factory):
 
     noisy = False
 
-    def __init__(self, protocol: ServerSideProtocol) -> None:
+    def __init__(self, protocol: IProtocol) -> None:
         self._protocol = protocol
 
-    def buildProtocol(self, addr: object) -> ServerSideProtocol:
+    def buildProtocol(self, addr: object) -> IProtocol:
         return self._protocol
 
 

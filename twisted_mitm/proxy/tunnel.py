@@ -32,6 +32,7 @@ from zope.interface import implementer
 from twisted_mitm.connection import Client
 from twisted_mitm.http import HTTPFlow
 from twisted_mitm.proxy.passthrough import TCPRelay
+from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
 
 if TYPE_CHECKING:
@@ -55,10 +56,11 @@ class Tunnel(Protocol):
     #: seconds of client silence after which the server is assumed to speak first
     server_first_delay = 1.0
 
-    def __init__(self, context: ProxyContext, client: Client, flow: HTTPFlow, inner_http: InnerHTTPFactory) -> None:
+    def __init__(self, context: ProxyContext, client: Client, flow: HTTPFlow, upstreams: ServerConnections, inner_http: InnerHTTPFactory) -> None:
         self.context = context
         self.client = client
         self.flow = flow
+        self._upstreams = upstreams
         self._inner_http = inner_http
         self.host = flow.request.host
         self.port = flow.request.port
@@ -69,14 +71,14 @@ class Tunnel(Protocol):
     def connectionMade(self) -> None:
         settings = self.context.settings
         if not settings.intercepts(self.host, self.port):
-            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, settings.show_ignored_hosts), b"")
+            self._hand_over(self._relay(settings.show_ignored_hosts), b"")
         else:
             self._waiting = self.context.reactor.callLater(self.server_first_delay, self._server_speaks_first)
 
     def _server_speaks_first(self) -> None:
         self._waiting = None
         if self._inner is None and not self._buffer:
-            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, with_hooks=True), b"")
+            self._hand_over(self._relay(with_hooks=True), b"")
 
     def dataReceived(self, data: bytes) -> None:
         if self._inner is not None:
@@ -110,14 +112,14 @@ class Tunnel(Protocol):
         elif _REQUEST_LINE_START.match(data):
             self._start_inner_http(b"http", data)
         elif len(data) >= 16 or not _could_become_request_line(data):
-            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, with_hooks=True), data)
+            self._hand_over(self._relay(with_hooks=True), data)
 
     def _start_tls(self, data: bytes) -> None:
         try:
             hello = parse_client_hello(data)
         except ValueError as problem:
             self._log.info("{host}: not a valid TLS ClientHello ({problem}); relaying as TCP", host=self.host, problem=problem)
-            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, with_hooks=True), data)
+            self._hand_over(self._relay(with_hooks=True), data)
             return
         if hello is None:
             if len(data) > MAX_CLIENT_HELLO:
@@ -125,7 +127,7 @@ class Tunnel(Protocol):
             return
         settings = self.context.settings
         if hello.sni and not settings.intercepts(hello.sni, self.port):
-            self._hand_over(TCPRelay(self.context, self.client, self.host, self.port, settings.show_ignored_hosts), data)
+            self._hand_over(self._relay(settings.show_ignored_hosts), data)
             return
         client = self.client
         client.sni = hello.sni
@@ -140,6 +142,10 @@ class Tunnel(Protocol):
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
         self._hand_over(self._inner_http(self.client, (scheme, self.host, self.port)), data)
+
+    def _relay(self, with_hooks: bool) -> TCPRelay:
+        """A raw relay to the tunnel's target, over the connection opened for the CONNECT if there is one."""
+        return TCPRelay(self.context, self.client, self.host, self.port, with_hooks, self._upstreams.take_parked())
 
     def _stop_waiting(self) -> None:
         if self._waiting is not None and self._waiting.active():
