@@ -212,13 +212,18 @@ class Transfer:
         NUL in a field, a bad name), after failing the exchange with a 502 that says so."""
         try:
             return assemble()
-        except (ValueError, ProtocolError) as problem:
-            reason = problem.reason if isinstance(problem, ProtocolError) else str(problem)
-            self.exchange.log.warn(
-                "{url}: the {kind} head cannot be sent: {reason}", url=self.exchange.flow.request.pretty_url, kind=self.kind, reason=reason
-            )
-            self.exchange.fail(ProtocolError(502, f"a script made the {self.kind} head unsendable: {reason}"))
+        except ValueError as problem:
+            self._unsendable(ProtocolError(502, str(problem)))
             return None
+        except ProtocolError as problem:
+            self._unsendable(problem)
+            return None
+
+    def _unsendable(self, problem: ProtocolError) -> None:
+        self.exchange.log.warn(
+            "{url}: the {kind} head cannot be sent: {reason}", url=self.exchange.flow.request.pretty_url, kind=self.kind, reason=problem.reason
+        )
+        self.exchange.fail(ProtocolError(502, f"a script made the {self.kind} head unsendable: {problem.reason}"))
 
     def _streamed(self) -> None:
         assert self.pipe is not None
@@ -354,13 +359,12 @@ class RequestTransfer(Transfer):
 
     def _send_head(self, upstream: Upstream, headers: Headers) -> bool:
         """Send the request head; C{False} if it could not be (the exchange failed)."""
-        request = self.message
-        head = self._assembled(
-            lambda: http1.assemble_request_head(request.data.method, request.data.path, request.data.http_version, headers.fields)
-        )
-        if head is not None:
-            upstream.send_request(request.data.method, head, self.exchange)
-        return head is not None
+        try:
+            upstream.send_request(self.message, headers, self.exchange)
+        except ProtocolError as problem:
+            self._unsendable(problem)
+            return False
+        return True
 
     def _streamed(self) -> None:
         super()._streamed()

@@ -42,7 +42,7 @@ from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_tra
 from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
 
 if TYPE_CHECKING:
-    from twisted_mitm.http import HTTPFlow
+    from twisted_mitm.http import Headers, HTTPFlow, Request
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import ResponseReceiver
 
@@ -144,8 +144,13 @@ class ServerSideProtocol(Protocol):
         """Read nothing of the response body until L{read_body}."""
         self.pump.hold(Hold.DECIDING)
 
-    def send_request(self, method: bytes, head: bytes, receiver: ResponseReceiver) -> None:
-        """Write a request head and expect its response."""
+    def send_request(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
+        """Write the head of C{request} and expect its response (see L{Upstream.send_request})."""
+        method = request.data.method
+        try:
+            head = http1.assemble_request_head(method, request.data.path, request.data.http_version, headers.fields)
+        except ValueError as problem:
+            raise ProtocolError(502, str(problem)) from None
         self.receiver = receiver
         self.requests_sent += 1
         self.pump.reader.expect_response(method)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from twisted_mitm import http1
     from twisted_mitm.connection import Server
     from twisted_mitm.exceptions import ProtocolError
-    from twisted_mitm.http import HTTPFlow
+    from twisted_mitm.http import Headers, HTTPFlow, Request
     from twisted_mitm.proxy.pipe import BodySink
 
 
@@ -95,8 +95,12 @@ class Upstream(BodySource, Protocol):
     def consumer(self) -> IConsumer:
         """Where request bytes are written."""
 
-    def send_request(self, method: bytes, head: bytes, receiver: ResponseReceiver) -> None:
-        """Write a request head and expect its response."""
+    def send_request(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
+        """Write the head of C{request} with C{headers} (as the wire needs it) and expect its response.
+
+        @raise ProtocolError: (502) the head cannot be written (a script put CR, LF or NUL
+            in a field, or an invalid name); nothing was sent.
+        """
 
     def watch_silence(self, timeout: float, on_silence: Callable[[float], None]) -> None:
         """Call C{on_silence(timeout)} if the server sends nothing for C{timeout} seconds."""
