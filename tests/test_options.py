@@ -230,7 +230,7 @@ class DefaultOptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """The documented defaults."""
         expected = {
-            "listen_host": "127.0.0.1", "listen_port": 8080, "mode": "regular",
+            "listen_host": "127.0.0.1", "listen_port": 8080, "mode": ["regular"],
             "scripts": [], "ssl_insecure": False, "ignore_hosts": [], "allow_hosts": [],
             "flow_detail": 1, "confdir": "~/.mitmproxy", "stream_large_bodies": None,
             "stream_websockets": False, "body_size_limit": None,
@@ -260,7 +260,13 @@ class DefaultOptionsTests(SynchronousTestCase):
             "ignore_hosts=(":
                 "ignore_hosts: '(' is not a valid regular expression: "
                 "missing ), unterminated subpattern",
-            "mode=transparent": "mode: 'transparent' is not supported (supported: regular)",
+            "mode=bogus":
+                "mode: invalid mode 'bogus': unknown mode 'bogus' "
+                "(known: regular, reverse, upstream, socks5, transparent)",
+            "mode=reverse:ftp://x":
+                "mode: invalid mode 'reverse:ftp://x': the server must be http://host[:port] or https://host[:port]",
+            "mode=socks5@port": "mode: invalid mode 'socks5@port': 'port' is not [host:]port",
+            "upstream_auth=nocolon": "upstream_auth: 'nocolon' is not user:pass",
             "proxyauth=secret": "proxyauth: 'secret' is not of the form user:pass",
             "upstream_read_timeout=-1":
                 "upstream_read_timeout: -1 is not a number of seconds (0 or more)",

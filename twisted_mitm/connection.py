@@ -11,6 +11,8 @@ import time
 import uuid
 from dataclasses import KW_ONLY, dataclass, field
 
+from twisted_mitm.mode_specs import ProxyMode
+
 Address = tuple[str, int]
 
 
@@ -61,6 +63,8 @@ class Client(Connection):
     """The local C{(ip, port)} the client connected to."""
     timestamp_start: float = field(default_factory=time.time)
     """TCP connection accepted."""
+    proxy_mode: ProxyMode = field(default_factory=lambda: ProxyMode.parse("regular"))
+    """The mode of the listener the client connected to (C{str()} gives its spec)."""
 
     @property
     def address(self) -> Address:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from twisted_mitm.exceptions import OptionsError
+from twisted_mitm.mode_specs import ProxyMode
 
 Check = Callable[[Any], None]
 """A per-option validator: raises C{ValueError} whose text names the problem."""
@@ -55,6 +56,12 @@ def check_size(value: str | None) -> None:
         parse_size(value)
 
 
+def check_credentials(value: str | None) -> None:
+    """Validate C{user:pass} credentials; C{None} means unset."""
+    if value is not None and ":" not in value:
+        raise ValueError(f"{value!r} is not user:pass")
+
+
 def check_port(value: int) -> None:
     """Validate a TCP port number."""
     if not 0 <= value <= 65535:
@@ -84,15 +91,12 @@ def check_proxyauth(value: str | None) -> None:
         raise ValueError(f"{value!r} is not of the form user:pass")
 
 
-SUPPORTED_MODES = ("regular",)
-
-
-def check_mode(value: str) -> None:
-    """Validate a proxy mode; its kind is the text before the first colon."""
-    if value.partition(":")[0] not in SUPPORTED_MODES:
-        raise ValueError(
-            f"{value!r} is not supported (supported: {', '.join(SUPPORTED_MODES)})"
-        )
+def check_modes(specs: Sequence[str]) -> None:
+    """Validate proxy mode specifications (L{twisted_mitm.mode_specs})."""
+    if not specs:
+        raise ValueError("at least one mode is needed (e.g. regular)")
+    for spec in specs:
+        ProxyMode.parse(spec)
 
 
 @dataclass(frozen=True)
@@ -404,10 +408,23 @@ def default_options() -> Options:
     add("listen_host", str, "127.0.0.1", "Address to listen on for proxy clients.")
     add("listen_port", int, 8080, "Port to listen on for proxy clients.", check=check_port)
     add(
-        "mode", str, "regular",
-        "The proxy mode. Only 'regular' (an explicit HTTP proxy, with CONNECT for HTTPS) "
-        "is supported for now.",
-        check=check_mode,
+        "mode", Sequence[str], ["regular"],
+        "The proxy modes, each listening on its own address: regular, reverse:URL, "
+        "upstream:URL, socks5, transparent, each optionally followed by @[host:]port "
+        "(e.g. 'reverse:https://example.com@8081'); without it a mode listens on "
+        "listen_host:listen_port.",
+        check=check_modes,
+    )
+    add(
+        "keep_host_header", bool, False,
+        "Reverse mode: keep the Host header the client sent instead of setting it to "
+        "the reverse target's.",
+    )
+    add(
+        "upstream_auth", Optional[str], None,
+        "Upstream mode: credentials 'user:pass' sent to the upstream proxy as Basic "
+        "Proxy-Authorization.",
+        check=check_credentials,
     )
     add("scripts", Sequence[str], [], "Addon scripts to load, in order.")
     add(

@@ -62,7 +62,6 @@ class Options(usage.Options):
     optParameters = [
         ["listen-host", None, None, "Address to listen on (default 127.0.0.1; not an open proxy)."],
         ["listen-port", "p", None, "Port to listen on (default 8080)."],
-        ["mode", None, None, "Proxy mode (default: regular)."],
         ["flow-detail", None, None, "Flow log detail: 0 no flow lines, 1 one line per flow (default 1)."],
     ]
     optFlags = [
@@ -76,6 +75,7 @@ class Options(usage.Options):
         self["set"] = []
         self["ignore_hosts"] = []
         self["allow_hosts"] = []
+        self["mode"] = []
 
     def opt_scripts(self, path: str) -> None:
         """Load an addon script (repeatable)."""
@@ -88,6 +88,13 @@ class Options(usage.Options):
         if "=" not in spec:
             raise usage.UsageError(f"--set takes NAME=VALUE, not {spec!r}")
         self["set"].append(spec)
+
+    def opt_mode(self, spec: str) -> None:
+        """Proxy mode (repeatable): regular, reverse:URL, upstream:URL, socks5 or transparent,
+        each with an optional @[host:]port (default: regular)."""
+        self["mode"].append(spec)
+
+    opt_m = opt_mode
 
     def opt_ignore_hosts(self, regex: str) -> None:
         """Relay CONNECTs whose host:port matches REGEX untouched (repeatable)."""
@@ -123,7 +130,8 @@ class Options(usage.Options):
         specs = [f"scripts={path}" for path in self["scripts"]]
         specs += [f"ignore_hosts={regex}" for regex in self["ignore_hosts"]]
         specs += [f"allow_hosts={regex}" for regex in self["allow_hosts"]]
-        for flag in ("listen-host", "listen-port", "mode", "flow-detail"):
+        specs += [f"mode={spec}" for spec in self["mode"]]
+        for flag in ("listen-host", "listen-port", "flow-detail"):
             if self[flag] is not None:
                 specs.append(f"{flag.replace('-', '_')}={self[flag]}")
         if self["ssl-insecure"]:

@@ -23,6 +23,8 @@ from twisted.internet.interfaces import (
     IProtocol,
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
+    ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -33,8 +35,14 @@ from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.flow import Error
-from twisted_mitm.hooks import ClientConnectedHook, ClientDisconnectedHook, ErrorHook, HttpConnectHook
+from twisted_mitm.hooks import (
+    ClientConnectedHook,
+    ClientDisconnectedHook,
+    ErrorHook,
+    HttpConnectHook,
+)
 from twisted_mitm.http import Headers, HTTPFlow, Request, Response
+from twisted_mitm.mode_specs import ProxyMode, RegularMode, ReverseMode
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump, tune_transport
@@ -45,6 +53,10 @@ from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import Upstream
+
+
+#: The mode of a plain HTTP proxy listener.
+REGULAR = RegularMode("regular")
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
@@ -65,8 +77,10 @@ class ClientSideProtocol(Protocol):
         client: Client | None = None,
         tunnel_target: TunnelTarget | None = None,
         upstreams: ServerConnections | None = None,
+        mode: ProxyMode = REGULAR,
     ) -> None:
         self.context = context
+        self.mode = mode
         self.client = client
         self.tunnel_target = tunnel_target
         self.pump = ReaderPump(http1.RequestReader(), self._event_received, self._protocol_error)
@@ -84,10 +98,7 @@ class ClientSideProtocol(Protocol):
 
     def connectionMade(self) -> None:
         if self.client is None:
-            peer, host = self.transport.getPeer(), self.transport.getHost()
-            self.client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port))
-            tune_transport(self.transport)
-            self._hook(ClientConnectedHook(self.client))
+            self.client = accept_client(self.context, self.transport, self.mode)
         if self._upstreams is None:
             self._upstreams = ServerConnections(self.context, self.client)
         self.pump.attach(self.transport)
@@ -129,7 +140,8 @@ class ClientSideProtocol(Protocol):
         self._idle_timer = _cancel(self._idle_timer)
         self._head_timer = _cancel(self._head_timer)
         self.pump.stop_watching()
-        if self.tunnel_target is not None and self.tunnel_target[0] == b"https" and self.client is not None and not self.client.tls_established:
+        if ISSLTransport.providedBy(self.transport) and self.client is not None and not self.client.tls_established:
+            assert self.tunnel_target is not None
             ca_path = self.context.certstore.ca_cert_path if self.context.certstore else None
             log_client_tls_failure(_address(self.client), self.tunnel_target[1], reason, ca_path)
         if self._tunnel is not None:
@@ -140,8 +152,7 @@ class ClientSideProtocol(Protocol):
         if self._upstreams is not None:
             self._upstreams.close()
         if self.tunnel_target is None and self.client is not None:
-            self.client.timestamp_end = time.time()
-            self._hook(ClientDisconnectedHook(self.client))
+            release_client(self.context, self.client)
 
     # The ClientStream an exchange sees (twisted_mitm.proxy.streams).
 
@@ -259,7 +270,10 @@ class ClientSideProtocol(Protocol):
             if self.tunnel_target is None:
                 raise ProtocolError(400, "this is a proxy: request targets must be absolute URLs (http://host/path)")
             scheme, host, port = self.tunnel_target
-            return Request(host, port, head.method, scheme, b"", head.target, head.http_version, headers, None, None, time.time(), None)
+            request = Request(host, port, head.method, scheme, b"", head.target, head.http_version, headers, None, None, time.time(), None)
+            if isinstance(self.client.proxy_mode, ReverseMode) and not self.context.settings.keep_host_header:
+                request.host_header = _authority(scheme, host, port)
+            return request
         scheme, host, port, path = http1.parse_absolute_form(head.target)
         authority = head.target.split(b"/", 3)[2]
         return Request(host, port, head.method, scheme, authority, path, head.http_version, headers, None, None, time.time(), None)
@@ -428,6 +442,28 @@ class _Drain(Protocol):
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self._timer = _cancel(self._timer)
+
+
+def accept_client(context: ProxyContext, transport: ITransport, mode: ProxyMode) -> Client:
+    """The record of a client that just connected to a listener in C{mode}; C{client_connected} runs."""
+    peer, host = transport.getPeer(), transport.getHost()
+    client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port), proxy_mode=mode)
+    tune_transport(transport)
+    context.addons.trigger(ClientConnectedHook(client))
+    return client
+
+
+def release_client(context: ProxyContext, client: Client) -> None:
+    """The client's connection is gone: C{client_disconnected} runs."""
+    client.timestamp_end = time.time()
+    context.addons.trigger(ClientDisconnectedHook(client))
+
+
+def _authority(scheme: bytes, host: str, port: int) -> str:
+    """C{host[:port]} as a Host header names it: the port only when it is not the scheme's default."""
+    name = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == b"https" else 80
+    return name if port == default else f"{name}:{port}"
 
 
 def _cancel(call: IDelayedCall | None) -> None:

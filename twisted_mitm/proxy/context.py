@@ -52,6 +52,8 @@ class ProxySettings:
     idle_timeout: float | None
     head_timeout: float | None
     connect_eagerly: bool
+    keep_host_header: bool
+    upstream_auth: str | None
 
     @classmethod
     def from_options(cls, options: Options) -> ProxySettings:
@@ -72,6 +74,8 @@ class ProxySettings:
             idle_timeout=_seconds(options.connection_idle_timeout),
             head_timeout=_seconds(options.request_head_timeout),
             connect_eagerly=options.connection_strategy == "eager",
+            keep_host_header=options.keep_host_header,
+            upstream_auth=options.upstream_auth,
         )
 
     def intercepts(self, host: str, port: int) -> bool:
