@@ -7,7 +7,6 @@ reports every row that disagrees.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Callable
 from typing import Any

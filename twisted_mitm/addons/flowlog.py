@@ -177,7 +177,7 @@ class FlowLog:
             lines += self.body_lines(flow, message, which)
         if message.trailers:
             lines += [f"{_INDENT}--- HTTP Trailers", *_header_lines(message.trailers)]
-        return "".join(f"\n{line}" for line in lines)
+        return _continued(lines)
 
     def body_lines(self, flow: HTTPFlow, message: Message, which: str) -> list[str]:
         """A blank line, the body, a blank line (mitmdump's layout)."""
@@ -201,7 +201,7 @@ class FlowLog:
             shown = self.binary_lines(content)
         else:
             shown = self.text_lines(content.decode("utf-8", "backslashreplace"))
-        return "".join(f"\n{line}" for line in ["", *_indented(shown)])
+        return _continued(["", *_indented(shown)])
 
     def binary_lines(self, content: bytes) -> list[str]:
         """A one-line summary at detail 3, a hex dump of everything at 4."""
@@ -291,6 +291,11 @@ class FlowLog:
 
 def _header_lines(headers: Headers) -> list[str]:
     return [f"{_INDENT}{bytes_to_escaped_str(name)}: {bytes_to_escaped_str(value)}" for name, value in headers.fields]
+
+
+def _continued(lines: list[str]) -> str:
+    """Lines to append to an event's first line."""
+    return "".join(f"\n{line}" for line in lines)
 
 
 def _indented(lines: list[str]) -> list[str]:
