@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -12,9 +13,11 @@ import textwrap
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.support import _without_proxy_env, curl, reactor, shared_confdir, start_raw_origin, respond
+from twisted_mitm import tap
+from twisted_mitm.log import install_logging_bridge
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -139,6 +142,10 @@ class CommandLineTests(TestCase):
         )
         await self.assert_refused("this script refuses to run", "-s", path)
 
+    async def test_bad_filter_argument(self) -> None:
+        """A filter expression after the options that does not parse is refused, quoting it."""
+        await self.assert_refused("dumper_filter: Invalid filter expression: '~u (a': expected a regex after ~u", "~u", "(a")
+
     async def test_port_in_use(self) -> None:
         """A listen port already in use stops start-up with one line naming it."""
         busy = socket.socket()
@@ -196,3 +203,23 @@ class CommandLineTests(TestCase):
             self.assertIn(exit_code, (0, -15), (name, child.out, child.err))
             self.assertIn(b"Server Shut Down.", child.out, name)
             self.assertNotIn(b"Traceback", child.out + child.err, name)
+
+
+class FilterArgumentTests(SynchronousTestCase):
+    """Words after the options are mitmdump's filter argument: they set dumper_filter."""
+
+    def parse(self, *arguments: str) -> tap.Options:
+        """Parse C{twistd mitm} arguments in this process (with the shared confdir)."""
+        config = tap.Options()
+        config.parseOptions(["--set", f"confdir={shared_confdir()}", *arguments])
+        self.addCleanup(logging.getLogger().removeHandler, install_logging_bridge())
+        return config
+
+    def test_words_are_joined(self) -> None:
+        """Several words form one expression, joined with spaces."""
+        self.assertEqual(self.parse("-q", "~m", "POST", "&", "~d", "example.com").registry.dumper_filter, "~m POST & ~d example.com")
+
+    def test_argument_wins_over_set(self) -> None:
+        """The argument is applied after --set dumper_filter, as mitmdump applies it."""
+        self.assertEqual(self.parse("--set", "dumper_filter=~q", "~s").registry.dumper_filter, "~s")
+        self.assertIsNone(self.parse().registry.dumper_filter)

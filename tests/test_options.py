@@ -235,7 +235,8 @@ class DefaultOptionsTests(SynchronousTestCase):
             "flow_detail": 1, "confdir": "~/.mitmproxy", "stream_large_bodies": None,
             "stream_websockets": False, "body_size_limit": None,
             "ssl_verify_upstream_trusted_ca": None, "show_ignored_hosts": False,
-            "hardump": "", "proxyauth": None,
+            "hardump": "", "proxyauth": None, "dumper_filter": None, "view_filter": None,
+            "content_view_lines_cutoff": 512,
         }
         self.assertEqual({name: getattr(self.options, name) for name in expected}, expected)
         self.assertEqual(self.options.default("listen_port"), 8080)
@@ -270,11 +271,25 @@ class DefaultOptionsTests(SynchronousTestCase):
             "proxyauth=secret": "proxyauth: 'secret' is not of the form user:pass",
             "upstream_read_timeout=-1":
                 "upstream_read_timeout: -1 is not a number of seconds (0 or more)",
+            "dumper_filter=~q&~s":
+                "dumper_filter: Invalid filter expression: '~q&~s': "
+                "'~q&~s' is not an operator: put a space after ~q (at column 1)",
+            "view_filter=~h [":
+                "view_filter: Invalid filter expression: '~h [': "
+                "~h '[' is not a valid regex: unterminated character set",
+            "content_view_lines_cutoff=0": "content_view_lines_cutoff: 0 is not a positive number",
         }
         for spec, message in cases.items():
             error = self.assertRaises(OptionsError, self.options.set, spec)
             self.assertEqual(str(error), message)
             self.assertNotIn("\n", str(error))
+
+    def test_filters_set_and_unset(self) -> None:
+        """A good filter expression is kept as given; an empty value unsets it."""
+        self.options.set("dumper_filter=~d example.com & !~s", "view_filter=~websocket")
+        self.assertEqual((self.options.dumper_filter, self.options.view_filter), ("~d example.com & !~s", "~websocket"))
+        self.options.set("dumper_filter=")
+        self.assertIsNone(self.options.dumper_filter)
 
     def test_ignore_and_allow_hosts_exclusive(self) -> None:
         """C{ignore_hosts} and C{allow_hosts} cannot both be set."""

@@ -271,6 +271,21 @@ class FlowLogTests(TestCase):
         self.assertRegex(lines[0], rf"^127\.0\.0\.1:\d+: POST http://127\.0\.0\.1:{origin.port}/log\?q=1 << 200 OK 2\.0k$")
         self.assertEqual([text for text in texts(events) if "factory" in text.lower()], [])
 
+    async def test_filter_and_headers(self) -> None:
+        """With dumper_filter only matching flows are logged; flow_detail=2 adds their headers."""
+        origin = start_raw_origin(self, respond(200, b"ok", [("X-Origin", "yes")]))
+        proxy = start_proxy(self, options=["dumper_filter=~m POST", "flow_detail=2"])
+        with capturedLogs() as events:
+            await curl("-x", proxy.url, origin.url + "/get")
+            await curl("-x", proxy.url, "-d", "x=1", origin.url + "/post")
+        lines = texts(events, "twisted_mitm.addons.flowlog")
+        self.assertEqual(len(lines), 1, lines)
+        request, response = lines[0].split("\n << ")
+        self.assertRegex(request, rf"^127\.0\.0\.1:\d+: POST http://127\.0\.0\.1:{origin.port}/post\n    Host: 127\.0\.0\.1:{origin.port}\n")
+        self.assertIn("\n    Content-Length: 3", request)
+        self.assertTrue(response.startswith("200 Whatever 2b\n"), response)
+        self.assertIn("\n    X-Origin: yes", response)
+
     async def test_flow_detail_zero_silences_but_errors_log(self) -> None:
         """flow_detail=0 logs no line for a completed flow but still logs a failed one."""
         origin = start_raw_origin(self, respond(200, b"ok"))

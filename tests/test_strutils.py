@@ -8,10 +8,25 @@ from twisted_mitm.utils.strutils import (
     always_bytes,
     always_str,
     bytes_to_escaped_str,
+    escape_control_characters,
     escaped_str_to_bytes,
     is_mostly_bin,
     is_xml,
 )
+
+
+class ControlCharacterTests(SynchronousTestCase):
+    """L{escape_control_characters}."""
+
+    def test_dots(self) -> None:
+        """Control characters and DEL become dots; tabs and line breaks stay unless asked."""
+        text = "a\x00b\x1b[31mc\x7f\td\r\ne\u00e9"
+        self.assertEqual(escape_control_characters(text), "a.b.[31mc.\td\r\ne\u00e9")
+        self.assertEqual(escape_control_characters(text, keep_spacing=False), "a.b.[31mc..d..e\u00e9")
+
+    def test_wrong_type(self) -> None:
+        """Bytes are refused."""
+        self.assertRaises(ValueError, escape_control_characters, b"x")
 
 
 class AlwaysTests(SynchronousTestCase):

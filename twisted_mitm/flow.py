@@ -44,6 +44,8 @@ class Flow:
     @ivar live: C{True} while the flow belongs to an active connection.
     @ivar metadata: free-form data for scripts to attach to the flow.
     @ivar is_replay: C{"request"} or C{"response"} for replayed flows; always C{None} here.
+    @ivar marked: the user's mark (a character or an emoji name); C{""} when unmarked.
+    @ivar comment: the user's comment on the flow.
     @ivar on_kill: internal, set by the proxy: called once by L{kill} so the proxy can
         drop the connection instead of forwarding anything. Scripts call C{kill()}.
     """
@@ -59,6 +61,8 @@ class Flow:
         self.error: Error | None = None
         self.metadata: dict[str, Any] = {}
         self.is_replay: str | None = None
+        self.marked: str = ""
+        self.comment: str = ""
         self.timestamp_created = time.time()
         self.on_kill: Callable[[], None] | None = None
 

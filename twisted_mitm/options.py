@@ -3,7 +3,8 @@
 The typed option registry: built-in options, C{--set NAME=VALUE} parsing, SIZE and boolean
 texts, and names held back until a script declares them.
 
-Pure standard library. L{twisted_mitm.tap} fills it from the command line, scripts read it
+Pure standard library, and L{twisted_mitm.flowfilter} (pure too) to check filter
+expressions. L{twisted_mitm.tap} fills it from the command line, scripts read it
 as C{ctx.options} and extend it through C{Loader.add_option}, and the addon manager
 subscribes to it so that every change reaches the addons' C{configure} hook.
 """
@@ -18,6 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from twisted_mitm import flowfilter
 from twisted_mitm.exceptions import OptionsError
 from twisted_mitm.mode_specs import ProxyMode
 
@@ -77,6 +79,18 @@ def check_regexes(patterns: Sequence[str]) -> None:
             raise ValueError(
                 f"{pattern!r} is not a valid regular expression: {e.msg}"
             ) from None
+
+
+def check_filter(expression: str | None) -> None:
+    """Validate a filter expression (L{twisted_mitm.flowfilter}); C{None} or C{""}: unset."""
+    if expression:
+        flowfilter.parse(expression)
+
+
+def check_positive(value: int) -> None:
+    """Validate a count that must be at least 1."""
+    if value < 1:
+        raise ValueError(f"{value} is not a positive number")
 
 
 def check_seconds(value: int) -> None:
@@ -447,8 +461,27 @@ def default_options() -> Options:
     )
     add(
         "flow_detail", int, 1,
-        "Detail of the flow log: 0 logs no flow lines (errors are still logged), "
-        "1 logs one line per flow.",
+        "Detail of the flow log, as mitmdump's: 0 logs no flow lines (errors are still "
+        "logged); 1 one line per flow (and per WebSocket or TCP message); 2 adds the "
+        "request and response headers; 3 adds bodies and messages, cut after "
+        "content_view_lines_cutoff lines, binary ones summarised; 4 shows them whole.",
+    )
+    add(
+        "dumper_filter", Optional[str], None,
+        "Filter expression: only flows that match it are logged (see docs/flows.md). "
+        "The proxy's positional argument, as in 'twistd mitm \"~d example.com\"', sets it.",
+        check=check_filter,
+    )
+    add(
+        "content_view_lines_cutoff", int, 512,
+        "At flow_detail 3, bodies and messages are cut after this many lines.",
+        check=check_positive,
+    )
+    add(
+        "view_filter", Optional[str], None,
+        "Filter expression limiting the flows that mitmproxy's console and web views show. "
+        "twisted_mitm has no such views: the expression is checked, then unused.",
+        check=check_filter,
     )
     add(
         "confdir", str, "~/.mitmproxy",

@@ -53,16 +53,18 @@ def _describe_options() -> str:
 class Options(usage.Options):
     """The flags of SPEC §2; each one is a shorthand for a C{--set}."""
 
-    synopsis = "[options]"
+    synopsis = "[options] [filter expression]"
     longdesc = (
         "An intercepting HTTP/HTTPS/WebSocket proxy that streams bodies of any size. "
-        "Point clients at http://LISTEN_HOST:LISTEN_PORT as their HTTP and HTTPS proxy."
+        "Point clients at http://LISTEN_HOST:LISTEN_PORT as their HTTP and HTTPS proxy. "
+        "A filter expression after the options, as mitmdump takes one, logs only the flows "
+        "that match it (dumper_filter)."
     )
 
     optParameters = [
         ["listen-host", None, None, "Address to listen on (default 127.0.0.1; not an open proxy)."],
         ["listen-port", "p", None, "Port to listen on (default 8080)."],
-        ["flow-detail", None, None, "Flow log detail: 0 no flow lines, 1 one line per flow (default 1)."],
+        ["flow-detail", None, None, "Flow log detail, 0 to 4: 0 no flow lines, 1 one line per flow (default), 2 headers, 3 bodies cut short, 4 whole bodies."],
     ]
     optFlags = [
         ["ssl-insecure", "k", "Do not verify upstream servers' TLS certificates."],
@@ -76,6 +78,7 @@ class Options(usage.Options):
         self["ignore_hosts"] = []
         self["allow_hosts"] = []
         self["mode"] = []
+        self["filter"] = None
 
     def opt_scripts(self, path: str) -> None:
         """Load an addon script (repeatable)."""
@@ -103,6 +106,11 @@ class Options(usage.Options):
     def opt_allow_hosts(self, regex: str) -> None:
         """Intercept only CONNECTs whose host:port matches REGEX (repeatable)."""
         self["allow_hosts"].append(regex)
+
+    def parseArgs(self, *filter_words: str) -> None:
+        """Words after the options form one filter expression, joined with spaces (mitmdump's)."""
+        if filter_words:
+            self["filter"] = " ".join(filter_words)
 
     def getUsage(self, width: int | None = None) -> str:
         """Twisted's flag list, then every option (not re-wrapped, so it stays a list)."""
@@ -144,6 +152,8 @@ class Options(usage.Options):
         registry = default_options()
         registry.set(*self._flag_specs())
         registry.set(*self["set"], defer=True)
+        if self["filter"] is not None:
+            registry.set(f"dumper_filter={self['filter']}")
         return registry
 
     def _master(self) -> Master:

@@ -34,6 +34,25 @@ def always_str(str_or_bytes: str | bytes | None, *decode_args: str) -> str | Non
     raise TypeError(f"Expected str or bytes, but got {type(str_or_bytes).__name__}.")
 
 
+# Control characters (C0 and DEL) shown as ".", as mitmproxy does; the second table keeps
+# tabs and line breaks.
+_CONTROL_TO_DOT = str.maketrans({code: "." for code in (*range(32), 127)})
+_CONTROL_TO_DOT_KEEP_SPACING = str.maketrans(
+    {code: "." for code in (*range(32), 127) if chr(code) not in "\t\n\r"}
+)
+
+
+def escape_control_characters(text: str, keep_spacing: bool = True) -> str:
+    """Replace control characters in C{text} with C{"."}, so it prints as one harmless line.
+
+    @param keep_spacing: leave tabs, newlines and carriage returns as they are.
+    @raise ValueError: if C{text} is not a str.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text type must be str, but is {type(text).__name__}")
+    return text.translate(_CONTROL_TO_DOT_KEEP_SPACING if keep_spacing else _CONTROL_TO_DOT)
+
+
 def _escape_table(keep_spacing: bool, escape_single_quotes: bool) -> tuple[str, ...]:
     """Build the byte -> text table used by L{bytes_to_escaped_str}."""
     table = [chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in range(256)]
