@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_inmemory -*-
 """Client, proxy and origin servers wired together in memory (the second test layer).
 
-L{MemoryNetwork} runs the proxy exactly as the service does, a L{ClientSideFactory}
+L{MemoryNetwork} runs the proxy exactly as the service does, a L{ProxyFactory}
 over a L{ProxyContext}, but on a C{MemoryReactorClock}: nothing touches a socket and
 time moves only when a test says so. Test clients (L{MemoryClient}) connect to it; when
 the proxy connects upstream (C{connectTCP} through Twisted's endpoints, TLS included),
@@ -49,7 +49,8 @@ from twisted.test.iosim import FakeTransport, IOPump
 
 from tests.support import make_master
 from twisted_mitm.certs import CertStore
-from twisted_mitm.proxy.clientside import ClientSideFactory
+from twisted_mitm.mode_specs import ProxyMode
+from twisted_mitm.proxy.modes import ProxyFactory
 from twisted_mitm.proxy.context import ProxyContext
 
 #: Where clients find the proxy (only reported by C{getHost}; nothing listens).
@@ -232,17 +233,20 @@ class MemoryNetwork:
     @ivar upstreams: the connections the proxy opened to origins, in order.
     """
 
-    def __init__(self, options: Sequence[str] = (), addons: Iterable[object] = (), certstore: CertStore | None = None) -> None:
+    def __init__(
+        self, options: Sequence[str] = (), addons: Iterable[object] = (), certstore: CertStore | None = None, mode: str = "regular"
+    ) -> None:
         """
         @param options: C{--set}-style options (C{"stream_large_bodies=1k"}).
         @param addons: addon objects, after the built-in ones.
         @param certstore: the CA for TLS interception; needed only for C{CONNECT} to TLS.
+        @param mode: the listener's mode spec (C{"reverse:http://10.0.0.1"}, C{"socks5"}, ...).
         """
         self.reactor = MemoryReactorClock()
         self.context = ProxyContext(make_master(options, addons), self.reactor, certstore)
         self.clients: list[Connection[MemoryClient]] = []
         self.upstreams: list[Connection[Any]] = []
-        self._factory = ClientSideFactory(self.context)
+        self._factory = ProxyFactory(self.context, ProxyMode.parse(mode))
         self._origins: dict[tuple[str, int], IProtocolFactory] = {}
         self._connects_seen = 0
         self._ports = itertools.count(40000)

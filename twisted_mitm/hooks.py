@@ -94,6 +94,26 @@ class ClientDisconnectedHook(Hook):
 
 
 @dataclass
+class Socks5AuthData:
+    """What the C{socks5_auth} hook receives."""
+
+    client_conn: Client
+    """The client that is authenticating."""
+    username: str
+    password: str
+    valid: bool = False
+    """Set it to C{True} to accept the credentials."""
+
+
+@dataclass
+class Socks5AuthHook(Hook):
+    """A SOCKS5 client sent a username and password (RFC 1929); an addon decides whether
+    they are valid by setting C{data.valid}. Offered only when C{proxyauth} is set."""
+
+    data: Socks5AuthData
+
+
+@dataclass
 class ServerConnectionHookData:
     """What the server connection hooks receive."""
 

@@ -15,7 +15,9 @@ import hmac
 
 from twisted_mitm import ctx
 from twisted_mitm.connection import Client
+from twisted_mitm.hooks import Socks5AuthData
 from twisted_mitm.http import HTTPFlow, Response
+from twisted_mitm.mode_specs import ReverseMode
 
 REALM = "twisted_mitm"
 
@@ -52,16 +54,27 @@ class ProxyAuth:
     def client_disconnected(self, client: Client) -> None:
         self.authenticated.discard(client.id)
 
+    def socks5_auth(self, data: Socks5AuthData) -> None:
+        """A SOCKS5 client authenticates once, for its whole connection."""
+        data.valid = self._valid(f"{data.username}:{data.password}")
+        if data.valid:
+            self.authenticated.add(data.client_conn.id)
+
+    def _valid(self, given: str | None) -> bool:
+        return given is not None and self.expected is not None and hmac.compare_digest(given.encode(), self.expected.encode())
+
     def _check(self, flow: HTTPFlow) -> None:
         if self.expected is None or flow.client_conn.id in self.authenticated:
             return
-        given = credentials_from(flow.request.headers.get("proxy-authorization", ""))
-        if given is not None and hmac.compare_digest(given.encode(), self.expected.encode()):
+        # A reverse proxy stands for the server: it asks as a server does (401), as mitmproxy's does.
+        reverse = isinstance(flow.client_conn.proxy_mode, ReverseMode)
+        header, status, challenge = ("authorization", 401, "WWW-Authenticate") if reverse else ("proxy-authorization", 407, "Proxy-Authenticate")
+        if self._valid(credentials_from(flow.request.headers.get(header, ""))):
             if flow.request.method == "CONNECT":
                 self.authenticated.add(flow.client_conn.id)
             return
         flow.response = Response.make(
-            407,
+            status,
             "twisted_mitm: proxy authentication required\n",
-            {"Proxy-Authenticate": f'Basic realm="{REALM}"', "Content-Type": "text/plain; charset=utf-8"},
+            {challenge: f'Basic realm="{REALM}"', "Content-Type": "text/plain; charset=utf-8"},
         )

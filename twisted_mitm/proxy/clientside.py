@@ -334,7 +334,8 @@ class ClientSideProtocol(Protocol):
         assert self.client is not None and self._upstreams is not None
         self.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         upstreams = self._upstreams
-        self.switch_protocols(Tunnel(self.context, self.client, flow, upstreams, self._inner_http))
+        target = (flow.request.host, flow.request.port)
+        self.switch_protocols(Tunnel(self.context, self.client, target, upstreams, self._inner_http))
 
     def _tunnel_failed(self, reason: Failure, flow: HTTPFlow) -> None:
         """The CONNECT target cannot be reached: say why (mitmproxy's eager strategy)."""
@@ -486,15 +487,3 @@ def _address(client: Client | None) -> str:
         return "?"
     host, port = client.peername[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class ClientSideFactory(Factory):
-    """Builds a L{ClientSideProtocol} for every accepted client connection."""
-
-    noisy = False
-
-    def __init__(self, context: ProxyContext) -> None:
-        self.context = context
-
-    def buildProtocol(self, addr: object) -> ClientSideProtocol:
-        return ClientSideProtocol(self.context)

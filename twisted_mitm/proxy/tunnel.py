@@ -1,5 +1,9 @@
 # -*- test-case-name: tests.test_tunnel -*-
-"""What happens inside a CONNECT tunnel, decided from its first bytes.
+"""What happens inside a tunnel, decided from its first bytes.
+
+A tunnel is a client connection whose target is known before any request names it: a
+CONNECT (regular mode), a SOCKS5 connection, a transparently redirected one, or any
+connection to a reverse proxy.
 
   - the host is not intercepted (C{ignore_hosts} / C{allow_hosts}): a raw relay,
     decided at once, so the client talks to the server's own TLS;
@@ -30,7 +34,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_mitm.connection import Client
-from twisted_mitm.http import HTTPFlow
 from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
@@ -56,14 +59,26 @@ class Tunnel(Protocol):
     #: seconds of client silence after which the server is assumed to speak first
     server_first_delay = 1.0
 
-    def __init__(self, context: ProxyContext, client: Client, flow: HTTPFlow, upstreams: ServerConnections, inner_http: InnerHTTPFactory) -> None:
+    def __init__(
+        self,
+        context: ProxyContext,
+        client: Client,
+        target: tuple[str, int],
+        upstreams: ServerConnections,
+        inner_http: InnerHTTPFactory,
+        upstream_scheme: bytes | None = None,
+    ) -> None:
+        """
+        @param target: the C{(host, port)} the tunnel leads to.
+        @param upstream_scheme: how requests inside go on (C{b"http"}, C{b"https"}); by
+            default as the client spoke: HTTPS when it spoke TLS (a reverse proxy sets it).
+        """
         self.context = context
         self.client = client
-        self.flow = flow
+        self.host, self.port = target
         self._upstreams = upstreams
         self._inner_http = inner_http
-        self.host = flow.request.host
-        self.port = flow.request.port
+        self._upstream_scheme = upstream_scheme
         self._buffer = b""
         self._inner: IProtocol | None = None
         self._waiting: IDelayedCall | None = None
@@ -136,12 +151,12 @@ class Tunnel(Protocol):
             names.append(self.host)
         assert self.context.certstore is not None
         creator = intercepting_server_creator(self.context.certstore, names)
-        inner = self._inner_http(client, (b"https", self.host, self.port))
+        inner = self._inner_http(client, (self._upstream_scheme or b"https", self.host, self.port))
         factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
         self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
-        self._hand_over(self._inner_http(self.client, (scheme, self.host, self.port)), data)
+        self._hand_over(self._inner_http(self.client, (self._upstream_scheme or scheme, self.host, self.port)), data)
 
     def _relay(self, with_hooks: bool) -> TCPRelay:
         """A raw relay to the tunnel's target, over the connection opened for the CONNECT if there is one."""
