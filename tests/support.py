@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from tests.test_certs import make_ca
 from twisted_mitm.addonmanager import load_script
-from twisted_mitm.addons.defaults import default_addons
+from twisted_mitm.addons.defaults import addons_after_scripts, default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.master import Master
 from twisted_mitm.options import default_options
@@ -63,6 +63,8 @@ class RunningProxy:
     master: Master
     port: int
     confdir: str
+    shutdowns: list[bool] = field(default_factory=list)
+    """One item per call of C{master.shutdown()} (the proxy itself keeps running)."""
 
     @property
     def url(self) -> str:
@@ -90,18 +92,19 @@ def start_proxy(
     confdir = confdir or shared_confdir()
     registry = default_options()
     registry.set("listen_port=0", f"confdir={confdir}", *options, defer=True)
-    stopped: list[bool] = []
-    master = Master(registry, shutdown=lambda: stopped.append(True))
+    shutdowns: list[bool] = []
+    master = Master(registry, shutdown=lambda: shutdowns.append(True))
     master.addons.add(*default_addons())
     for addon in addons:
         master.addons.add(addon)
     for path in scripts:
         master.addons.add(load_script(path))
+    master.addons.add(*addons_after_scripts())
     registry.process_deferred()
     service = MitmService(master, CertStore.from_confdir(confdir), reactor)
     service.startService()
     test.addCleanup(service.stopService)
-    return RunningProxy(service, master, service.port.getHost().port, confdir)
+    return RunningProxy(service, master, service.port.getHost().port, confdir, shutdowns)
 
 
 def listen(test: TestCase, factory: Factory) -> int:

@@ -50,6 +50,12 @@ class EncodingTests(SynchronousTestCase):
         """A str comes back as str and bytes as bytes (the ';' tag)."""
         self.assertEqual(tnetstring.loads(tnetstring.dumps(["x", b"x"])), ["x", b"x"])
 
+    def test_dict_order(self) -> None:
+        """Dict items are written last first, as mitmproxy writes them, and read back in their order."""
+        value = {"first": 1, "second": 2, "third": 3}
+        self.assertEqual(tnetstring.dumps(value), b"37:5:third;1:3#6:second;1:2#5:first;1:1#}")
+        self.assertEqual(list(tnetstring.loads(tnetstring.dumps(value))), ["first", "second", "third"])
+
     def test_tuples_are_lists(self) -> None:
         """Tuples are written as lists (as mitmproxy does)."""
         self.assertEqual(tnetstring.dumps((1, (2,))), tnetstring.dumps([1, [2]]))

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from twisted.python import usage
 
 from twisted_mitm.addonmanager import load_script
-from twisted_mitm.addons.defaults import default_addons
+from twisted_mitm.addons.defaults import addons_after_scripts, default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.log import install_logging_bridge
@@ -64,6 +64,8 @@ class Options(usage.Options):
         ["listen-port", "p", None, "Port to listen on (default 8080)."],
         ["mode", None, None, "Proxy mode (default: regular)."],
         ["flow-detail", None, None, "Flow log detail: 0 no flow lines, 1 one line per flow (default 1)."],
+        ["save-stream-file", "w", None, "Write flows to this mitmproxy flow file as they end (+PATH appends)."],
+        ["rfile", "r", None, "Read flows from this mitmproxy flow file and run them through the addons."],
     ]
     optFlags = [
         ["ssl-insecure", "k", "Do not verify upstream servers' TLS certificates."],
@@ -123,7 +125,7 @@ class Options(usage.Options):
         specs = [f"scripts={path}" for path in self["scripts"]]
         specs += [f"ignore_hosts={regex}" for regex in self["ignore_hosts"]]
         specs += [f"allow_hosts={regex}" for regex in self["allow_hosts"]]
-        for flag in ("listen-host", "listen-port", "mode", "flow-detail"):
+        for flag in ("listen-host", "listen-port", "mode", "flow-detail", "save-stream-file", "rfile"):
             if self[flag] is not None:
                 specs.append(f"{flag.replace('-', '_')}={self[flag]}")
         if self["ssl-insecure"]:
@@ -145,6 +147,7 @@ class Options(usage.Options):
         master.addons.add(*default_addons())
         for path in self.registry.scripts:
             master.addons.add(load_script(path))
+        master.addons.add(*addons_after_scripts())
         self.registry.process_deferred()
         unknown = self.registry.deferred_names()
         if unknown:

@@ -8,7 +8,9 @@ Every value is C{LENGTH:PAYLOAD} followed by one tag byte naming its type:
     ]  list: the items one after another  }  dict: key, value, key, value...
 
 The C{;} tag is mitmproxy's addition to the original format, so text and bytes stay
-apart. Tuples are written as lists, and dict items last first (as mitmproxy does). L{dump} writes a value's pieces without joining
+apart. Tuples are written as lists. Dict items are written last first, as mitmproxy does
+(so files are byte-identical), and read back into their first order (mitmproxy keeps
+them reversed, so its dicts change order each time a file is read and written). L{dump} writes a value's pieces without joining
 them, so a large body is not copied on its way to the file; L{load} reads exactly one
 value from a file, so a file of many values is read one value at a time.
 """
@@ -164,11 +166,11 @@ def _items(payload: memoryview) -> Iterator[TSerializable]:
 
 
 def _dict(items: list[TSerializable]) -> dict[Any, TSerializable]:
-    """A dict from alternating keys and values."""
+    """A dict from alternating keys and values, written last first: its items in their order."""
     if len(items) % 2:
         raise ValueError("not a tnetstring: dict key without a value")
     try:
-        return dict(zip(items[::2], items[1::2]))
+        return dict(reversed(list(zip(items[::2], items[1::2]))))
     except TypeError:
         raise ValueError("not a tnetstring: unhashable dict key") from None
 
