@@ -5,6 +5,7 @@ L{CertStore} creates or loads the CA in a confdir laid out the way mitmproxy lay
 so a CA that browsers already trust keeps working, and signs one leaf per set of
 hostnames, cached. Pure: cryptography objects in and out, no transports; the
 TLS glue in L{twisted_mitm.proxy.tls} turns a L{Leaf} into an OpenSSL context.
+L{Cert} is a certificate as connection records keep it and flow files save it.
 """
 
 from __future__ import annotations

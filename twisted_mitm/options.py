@@ -494,7 +494,8 @@ def default_options() -> Options:
     add(
         "rfile", Optional[str], None,
         "Read flows from this mitmproxy flow file at start-up and run each through the "
-        "addons' hooks, as if it had just passed through the proxy.",
+        "addons' hooks, as if it had just passed through the proxy. The whole file is "
+        "checked first: a missing or invalid file stops start-up with one line.",
     )
     add(
         "keepserving", bool, False,
