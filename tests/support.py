@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from tests.test_certs import make_ca
 from twisted_mitm.addonmanager import load_script
-from twisted_mitm.addons.defaults import default_addons
+from twisted_mitm.addons.defaults import addons_after_scripts, default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.master import Master
 from twisted_mitm.options import default_options
@@ -63,6 +63,8 @@ class RunningProxy:
     master: Master
     port: int
     confdir: str
+    shutdowns: list[bool] = field(default_factory=list)
+    """One item per call of C{master.shutdown()} (the proxy itself keeps running)."""
 
     @property
     def url(self) -> str:
@@ -88,26 +90,33 @@ def start_proxy(
     @param confdir: where the CA lives; by default one shared by the whole test run.
     """
     confdir = confdir or shared_confdir()
-    master = make_master(["listen_port=0", f"confdir={confdir}", *options], addons, scripts)
+    shutdowns: list[bool] = []
+    master = make_master(["listen_port=0", f"confdir={confdir}", *options], addons, scripts, lambda: shutdowns.append(True))
     service = MitmService(master, CertStore.from_confdir(confdir), reactor)
     service.startService()
     test.addCleanup(service.stopService)
-    return RunningProxy(service, master, service.port.getHost().port, confdir)
+    return RunningProxy(service, master, service.port.getHost().port, confdir, shutdowns)
 
 
-def make_master(options: Sequence[str] = (), addons: Iterable[object] = (), scripts: Sequence[str] = ()) -> Master:
+def make_master(
+    options: Sequence[str] = (),
+    addons: Iterable[object] = (),
+    scripts: Sequence[str] = (),
+    on_shutdown: Callable[[], None] = lambda: None,
+) -> Master:
     """A master with the built-in addons, then C{addons} and C{scripts}, and C{--set}-style C{options}.
 
     Options are applied after the scripts load, so a script's own options can be set.
     """
     registry = default_options()
     registry.set(*options, defer=True)
-    master = Master(registry, shutdown=lambda: None)
+    master = Master(registry, shutdown=on_shutdown)
     master.addons.add(*default_addons())
     for addon in addons:
         master.addons.add(addon)
     for path in scripts:
         master.addons.add(load_script(path))
+    master.addons.add(*addons_after_scripts())
     registry.process_deferred()
     return master
 

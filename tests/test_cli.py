@@ -9,6 +9,7 @@ import re
 import socket
 import sys
 import textwrap
+from pathlib import Path
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ProcessProtocol
@@ -20,6 +21,7 @@ from twisted_mitm import tap
 from twisted_mitm.log import install_logging_bridge
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+FLOW_FIXTURE = Path(__file__).parent / "fixtures" / "flows" / "tcp.mitm"
 
 #: The two ways to start the proxy in the foreground; each is completed with mitm options.
 COMMANDS = {
@@ -155,6 +157,28 @@ class CommandLineTests(TestCase):
         port = busy.getsockname()[1]
         await self.assert_refused(f"cannot listen on 127.0.0.1:{port}", "-p", str(port))
 
+    async def test_missing_rfile(self) -> None:
+        """A flow file to read that does not exist is refused naming it."""
+        await self.assert_refused("rfile: cannot read /no/such/flows.mitm: No such file or directory", "-r", "/no/such/flows.mitm")
+
+    async def test_corrupt_rfile(self) -> None:
+        """A flow file that breaks off is refused naming the broken flow."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(FLOW_FIXTURE.read_bytes()[:-5])
+        await self.assert_refused("is not a valid flow file: flow 2: not a tnetstring: truncated", "-r", path)
+
+    async def test_read_and_write_then_stop(self) -> None:
+        """-r IN -w OUT runs IN's flows through the addons into OUT, then exits 0 by itself."""
+        for name, command in COMMANDS.items():
+            out = os.path.abspath(self.mktemp())
+            child = self.spawn([*command, "-p", "0", "--set", f"confdir={shared_confdir()}", "-r", str(FLOW_FIXTURE), "-w", out])
+            code = await child.ended.addTimeout(20, reactor)
+            self.assertEqual(code, 0, (name, child.out, child.err))
+            self.assertIn(b"rfile: loaded 2 flows", child.out, name)
+            with open(out, "rb") as f:
+                self.assertEqual(f.read(), FLOW_FIXTURE.read_bytes(), name)
+
     async def test_twistd_help_lists_mitm(self) -> None:
         """twistd --help lists the mitm plugin."""
         child = self.spawn([TWISTD, "--help"])
@@ -169,6 +193,7 @@ class CommandLineTests(TestCase):
         self.assertEqual(code, 0)
         flags = ["--listen-host", "--listen-port", "-p", "--mode", "--scripts", "-s", "--set", "--ssl-insecure", "-k"]
         flags += ["--ignore-hosts", "--allow-hosts", "--quiet", "-q", "--flow-detail"]
+        flags += ["--save-stream-file", "-w", "--rfile", "-r"]
         for flag in flags:
             self.assertRegex(text, rf"(?m)^\s*(-\w, )?.*{re.escape(flag)}[ =,]", flag)
         for option in ("stream_large_bodies", "body_size_limit", "confdir", "stream_websockets", "proxyauth", "hardump"):
@@ -217,7 +242,9 @@ class FilterArgumentTests(SynchronousTestCase):
 
     def test_words_are_joined(self) -> None:
         """Several words form one expression, joined with spaces."""
-        self.assertEqual(self.parse("-q", "~m", "POST", "&", "~d", "example.com").registry.dumper_filter, "~m POST & ~d example.com")
+        registry = self.parse("-q", "~m", "POST", "&", "~d", "example.com").registry
+        self.assertEqual(registry.dumper_filter, "~m POST & ~d example.com")
+        self.assertEqual(registry.save_stream_filter, "~m POST & ~d example.com")
 
     def test_argument_wins_over_set(self) -> None:
         """The argument is applied after --set dumper_filter, as mitmdump applies it."""

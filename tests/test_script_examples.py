@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.utils import getProcessOutput
 from twisted.trial.unittest import TestCase
 
-from tests.support import curl, respond, start_proxy, start_raw_origin
+from tests.support import curl, reactor, respond, start_proxy, start_raw_origin
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -66,3 +68,20 @@ class RewriteAndBlockTests(TestCase):
         )
         self.assertEqual(finished, ["fast", "slow"])
         self.assertGreaterEqual(time.monotonic() - start, 1.0)
+
+
+class FlowFileExampleTests(TestCase):
+    """examples/io_write_flow_file.py and examples/io_read_saved_flows.py."""
+
+    async def test_write_then_read(self) -> None:
+        """The script writes only the error flows; the reader prints them."""
+        path = os.path.abspath(self.mktemp())
+        ok = start_raw_origin(self, respond(200, b"fine"))
+        missing = start_raw_origin(self, respond(404, b"missing"))
+        proxy = start_proxy(self, scripts=[example("io_write_flow_file.py")], options=[f"error_flows_file={path}"])
+        for url in (ok.url + "/fine", missing.url + "/missing"):
+            out, err, code = await curl("-x", proxy.url, url)
+            self.assertEqual(code, 0, err)
+        await proxy.service.stopService()
+        printed = await getProcessOutput(sys.executable, [example("io_read_saved_flows.py"), path], env=os.environ, reactor=reactor)
+        self.assertEqual(printed.decode(), f"GET {missing.url}/missing -> 404\n")

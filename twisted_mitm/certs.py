@@ -5,6 +5,7 @@ L{CertStore} creates or loads the CA in a confdir laid out the way mitmproxy lay
 so a CA that browsers already trust keeps working, and signs one leaf per set of
 hostnames, cached. Pure: cryptography objects in and out, no transports; the
 TLS glue in L{twisted_mitm.proxy.tls} turns a L{Leaf} into an OpenSSL context.
+L{Cert} is a certificate as connection records keep it and flow files save it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from twisted_mitm.coretypes.serializable import Serializable
 from twisted_mitm.exceptions import OptionsError
 
 KEY_SIZE = 2048
@@ -53,6 +55,80 @@ class Leaf:
     cert: x509.Certificate
     key: rsa.RSAPrivateKey
     chain: tuple[x509.Certificate, ...]
+
+
+class Cert(Serializable):
+    """A TLS certificate as connection records keep it (mitmproxy's C{certs.Cert}).
+
+    Its state is the PEM text, so flow files carry certificates the way mitmproxy's do.
+    """
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self._cert = cert
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cert) and self.fingerprint() == other.fingerprint()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
+
+    def __repr__(self) -> str:
+        return f"<Cert(cn={self.cn!r}, altnames={[str(name.value) for name in self.altnames]!r})>"
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> Cert:
+        """Load a PEM certificate.
+
+        @raise ValueError: if C{data} is not one.
+        """
+        return cls(x509.load_pem_x509_certificate(data))
+
+    def to_pem(self) -> bytes:
+        """The certificate in PEM."""
+        return _pem(self._cert)
+
+    def to_cryptography(self) -> x509.Certificate:
+        """The C{cryptography} certificate object."""
+        return self._cert
+
+    @classmethod
+    def from_state(cls, state: bytes) -> Cert:
+        return cls.from_pem(state)
+
+    def get_state(self) -> bytes:
+        return self.to_pem()
+
+    def set_state(self, state: bytes) -> None:
+        self._cert = x509.load_pem_x509_certificate(state)
+
+    def fingerprint(self) -> bytes:
+        """The SHA-256 digest of the DER certificate."""
+        return self._cert.fingerprint(hashes.SHA256())
+
+    @property
+    def cn(self) -> str | None:
+        """The subject's first common name, if any."""
+        names = self._cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(names[0].value) if names else None
+
+    @property
+    def altnames(self) -> x509.GeneralNames:
+        """The subject alternative names (empty without the extension)."""
+        try:
+            extension = self._cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return x509.GeneralNames([])
+        return x509.GeneralNames(list(extension.value))
+
+    @property
+    def notbefore(self) -> datetime.datetime:
+        """Start of validity (UTC)."""
+        return self._cert.not_valid_before_utc
+
+    @property
+    def notafter(self) -> datetime.datetime:
+        """End of validity (UTC)."""
+        return self._cert.not_valid_after_utc
 
 
 class CertStore:

@@ -12,7 +12,7 @@ from twisted_mitm.exceptions import TwistedMitmError
 
 
 class CommandError(TwistedMitmError):
-    """A command does not exist."""
+    """A command does not exist, or could not do its work."""
 
 
 class CommandManager:

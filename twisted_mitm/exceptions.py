@@ -14,6 +14,10 @@ class ControlException(TwistedMitmError):
     """A flow cannot be controlled as asked (for example, killing a flow that is not live)."""
 
 
+class FlowReadException(TwistedMitmError):
+    """A flow file cannot be read: its text says where and why."""
+
+
 class AddonError(TwistedMitmError):
     """A script could not be loaded."""
 

@@ -2,11 +2,14 @@
 """The flow base class and its L{Error}, as mitmproxy scripts know them.
 
 L{twisted_mitm.http}, L{twisted_mitm.tcp} subclass L{Flow}; the proxy creates flows and
-hands them to hooks. Pure data plus the C{kill()} signal; no I/O.
+hands them to hooks. Pure data plus the C{kill()} signal; no I/O. A flow's state is what
+mitmproxy 12 writes to a flow file (format L{FLOW_FORMAT_VERSION}); L{twisted_mitm.io}
+reads and writes it.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from collections.abc import Callable
@@ -14,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from twisted_mitm.connection import Client, Server
+from twisted_mitm.coretypes.serializable import Serializable, SerializableDataclass, State
 from twisted_mitm.exceptions import ControlException
+from twisted_mitm.version import FLOW_FORMAT_VERSION
 
 
 @dataclass
-class Error:
+class Error(SerializableDataclass):
     """A failure outside HTTP itself: a lost connection, a timeout, a protocol error.
 
     An error response (say a 502) is a L{twisted_mitm.http.Response}, not an C{Error}.
@@ -38,20 +43,28 @@ class Error:
         return self.msg
 
 
-class Flow:
+class Flow(Serializable):
     """One exchange (or connection) between a client and a server.
 
     @ivar live: C{True} while the flow belongs to an active connection.
-    @ivar metadata: free-form data for scripts to attach to the flow.
-    @ivar is_replay: C{"request"} or C{"response"} for replayed flows; always C{None} here.
-    @ivar marked: the user's mark (a character or an emoji name); C{""} when unmarked.
-    @ivar comment: the user's comment on the flow.
+    @ivar metadata: free-form data for scripts to attach to the flow; saved with it, so
+        keep to plain values (str, bytes, numbers, lists, dicts).
+    @ivar marked: a non-empty string marks the flow (C{":default:"} or an emoji name).
+    @ivar comment: a free-form comment.
+    @ivar is_replay: C{"request"} or C{"response"} for replayed flows, else C{None}.
+    @ivar intercepted: C{True} while the flow is paused by interception.
     @ivar on_kill: internal, set by the proxy: called once by L{kill} so the proxy can
         drop the connection instead of forwarding anything. Scripts call C{kill()}.
     """
 
     type: ClassVar[str]
     """The flow type: C{"http"} or C{"tcp"}."""
+
+    _types: ClassVar[dict[str, type[Flow]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Flow._types[cls.type] = cls
 
     def __init__(self, client_conn: Client, server_conn: Server, live: bool = False) -> None:
         self.id = str(uuid.uuid4())
@@ -60,11 +73,13 @@ class Flow:
         self.live = live
         self.error: Error | None = None
         self.metadata: dict[str, Any] = {}
-        self.is_replay: str | None = None
         self.marked: str = ""
         self.comment: str = ""
+        self.is_replay: str | None = None
+        self.intercepted: bool = False
         self.timestamp_created = time.time()
         self.on_kill: Callable[[], None] | None = None
+        self._backup: State | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -87,6 +102,94 @@ class Flow:
         if not self.killable:
             raise ControlException("Flow is not killable.")
         self.error = Error(Error.KILLED_MESSAGE)
+        self.intercepted = False
         self.live = False
         if self.on_kill is not None:
             self.on_kill()
+
+    # State, as mitmproxy 12 saves it.
+
+    def get_state(self) -> State:
+        return {
+            "version": FLOW_FORMAT_VERSION,
+            "type": self.type,
+            "id": self.id,
+            "error": self.error.get_state() if self.error else None,
+            "client_conn": self.client_conn.get_state(),
+            "server_conn": self.server_conn.get_state(),
+            "intercepted": self.intercepted,
+            "is_replay": self.is_replay,
+            "marked": self.marked,
+            "metadata": copy.deepcopy(self.metadata),
+            "comment": self.comment,
+            "timestamp_created": self.timestamp_created,
+            "backup": copy.deepcopy(self._backup),
+        }
+
+    def set_state(self, state: State) -> None:
+        """Take on a state of the current format version and of this flow's type.
+
+        @raise ValueError: for another version or type, or a malformed state.
+        """
+        version, kind = state.pop("version", None), state.pop("type", None)
+        if version != FLOW_FORMAT_VERSION or kind != self.type:
+            raise ValueError(f"expected a {self.type} flow of version {FLOW_FORMAT_VERSION}, got {kind} {version}")
+        try:
+            self.id = state.pop("id")
+            error = state.pop("error")
+            self.error = Error.from_state(error) if error else None
+            self.client_conn.set_state(state.pop("client_conn"))
+            self.server_conn.set_state(state.pop("server_conn"))
+            self.intercepted = state.pop("intercepted")
+            self.is_replay = state.pop("is_replay")
+            self.marked = state.pop("marked")
+            self.metadata = state.pop("metadata")
+            self.comment = state.pop("comment")
+            self.timestamp_created = state.pop("timestamp_created")
+        except KeyError as e:
+            raise ValueError(f"{self.type} flow state has no {e.args[0]!r}") from None
+        self._backup = state.pop("backup", None)
+        if state:
+            raise ValueError(f"{self.type} flow state has unknown fields: {', '.join(map(str, state))}")
+
+    @classmethod
+    def from_state(cls, state: State) -> Flow:
+        """The flow of the type C{state} names (C{"http"}, C{"tcp"}).
+
+        @raise ValueError: for an unknown flow type or a malformed state.
+        """
+        try:
+            flow_class = Flow._types[state["type"]]
+        except KeyError:
+            raise ValueError(f"unsupported flow type: {state.get('type')!r}") from None
+        flow = flow_class(Client(peername=("", 0), sockname=("", 0)), Server(address=None))
+        flow.set_state(state)
+        return flow
+
+    def copy(self) -> Flow:
+        """A copy of this flow with a new id; the copy is not live."""
+        duplicate = super().copy()
+        duplicate.live = False
+        return duplicate
+
+    def backup(self) -> None:
+        """Save the current state, which L{revert} restores; an existing backup is kept."""
+        if not self._backup:
+            self._backup = self.get_state()
+
+    def revert(self) -> None:
+        """Go back to the state L{backup} saved, and drop the backup."""
+        if self._backup:
+            self.set_state(self._backup)
+            self._backup = None
+
+    def modified(self) -> bool:
+        """C{True} if the flow changed since L{backup}; C{False} without a backup."""
+        if not self._backup:
+            return False
+        return _without_backup(self._backup) != _without_backup(self.get_state())
+
+
+def _without_backup(state: State) -> State:
+    """A flow state without its own backup, for comparing what the flow is."""
+    return {key: value for key, value in state.items() if key != "backup"}

@@ -22,12 +22,13 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from email.utils import formatdate, mktime_tz, parsedate_tz
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted_mitm.connection import Client, Server
+from twisted_mitm.coretypes.serializable import Serializable, State
 from twisted_mitm.flow import Flow
 from twisted_mitm.net import encoding
 from twisted_mitm.net.http import multipart
@@ -340,6 +341,13 @@ class MessageData:
     timestamp_start: float
     timestamp_end: float | None
 
+    def get_state(self) -> State:
+        """The fields as mitmproxy saves them: headers and trailers as lists of byte pairs."""
+        state = {field.name: getattr(self, field.name) for field in fields(self)}
+        state["headers"] = self.headers.fields
+        state["trailers"] = None if self.trailers is None else self.trailers.fields
+        return state
+
 
 @dataclass
 class RequestData(MessageData):
@@ -395,8 +403,14 @@ def _str_view(
     )
 
 
-class Message:
-    """What L{Request} and L{Response} share: version, headers, body, timestamps."""
+M = TypeVar("M", bound="Message")
+
+
+class Message(Serializable):
+    """What L{Request} and L{Response} share: version, headers, body, timestamps.
+
+    The state is the C{data} record's fields; the constructor takes the same names.
+    """
 
     data: MessageData
 
@@ -429,6 +443,19 @@ class Message:
     )
     timestamp_start = _data_attr("timestamp_start", "When the head was received.")
     timestamp_end = _data_attr("timestamp_end", "When the last byte was received.")
+
+    @classmethod
+    def from_state(cls: type[M], state: State) -> M:
+        try:
+            return cls(**state)
+        except TypeError as e:
+            raise ValueError(f"invalid {cls.__name__.lower()} state: {e}") from None
+
+    def get_state(self) -> State:
+        return self.data.get_state()
+
+    def set_state(self, state: State) -> None:
+        self.data = self.from_state(state).data
 
     @property
     def is_http10(self) -> bool:
@@ -1038,3 +1065,21 @@ class HTTPFlow(Flow):
     def timestamp_start(self) -> float:
         """When the request head arrived."""
         return self.request.timestamp_start
+
+    def get_state(self) -> State:
+        return {
+            **super().get_state(),
+            "request": self.request.get_state(),
+            "response": self.response.get_state() if self.response else None,
+            "websocket": self.websocket.get_state() if self.websocket else None,
+        }
+
+    def set_state(self, state: State) -> None:
+        try:
+            request, response, websocket = state.pop("request"), state.pop("response"), state.pop("websocket")
+        except KeyError as e:
+            raise ValueError(f"http flow state has no {e.args[0]!r}") from None
+        self.request = Request.from_state(request)
+        self.response = Response.from_state(response) if response else None
+        self.websocket = WebSocketData.from_state(websocket) if websocket else None
+        super().set_state(state)

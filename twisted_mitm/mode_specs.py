@@ -16,17 +16,20 @@ listener per mode.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import ClassVar
+
+from twisted_mitm.coretypes.serializable import Serializable, State
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SERVER_SPEC = re.compile(r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:/@\[\]]+)(?::(?P<port>[0-9]+))?/?")
 
 
 @dataclass(frozen=True)
-class ProxyMode:
-    """One proxy mode and where it listens.
+class ProxyMode(Serializable):
+    """One proxy mode and where it listens; its state (in flow files) is its spec.
 
     @ivar full_spec: the text it was parsed from.
     @ivar listen_host: the address from C{@host:port}, or C{None} for C{listen_host}.
@@ -40,6 +43,16 @@ class ProxyMode:
 
     def __str__(self) -> str:
         return self.full_spec
+
+    @classmethod
+    def from_state(cls, state: State) -> ProxyMode:
+        return ProxyMode.parse(state)
+
+    def get_state(self) -> State:
+        return self.full_spec
+
+    def set_state(self, state: State) -> None:
+        raise dataclasses.FrozenInstanceError("a proxy mode cannot be changed")
 
     @staticmethod
     def parse(spec: str) -> ProxyMode:

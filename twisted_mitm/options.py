@@ -518,6 +518,28 @@ def default_options() -> Options:
     )
     add("hardump", str, "", "Write the session as HAR 1.2 to this path. Empty: disabled.")
     add(
+        "save_stream_file", Optional[str], None,
+        "Write each flow to this file, in mitmproxy's flow format, when it ends. A leading "
+        "'+' appends instead of overwriting. The path may use strftime() codes (a new file "
+        "starts whenever the formatted name changes); missing folders are created, new "
+        "files are readable by their owner only. Unset: no flow file.",
+    )
+    add(
+        "save_stream_filter", Optional[str], None,
+        "Filter expression choosing which flows save_stream_file writes. Unset: all.",
+        check=check_filter,
+    )
+    add(
+        "rfile", Optional[str], None,
+        "Read flows from this mitmproxy flow file at start-up and run each through the "
+        "addons' hooks, as if it had just passed through the proxy. The whole file is "
+        "checked first: a missing or invalid file stops start-up with one line.",
+    )
+    add(
+        "keepserving", bool, False,
+        "Keep running after the flows of rfile have been read; by default the proxy stops then.",
+    )
+    add(
         "proxyauth", Optional[str], None,
         "Require clients to authenticate to the proxy with Basic credentials 'user:pass'. "
         "Unset: no authentication.",

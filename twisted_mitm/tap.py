@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from twisted.python import usage
 
 from twisted_mitm.addonmanager import load_script
-from twisted_mitm.addons.defaults import default_addons
+from twisted_mitm.addons.defaults import addons_after_scripts, default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.log import install_logging_bridge
@@ -58,13 +58,15 @@ class Options(usage.Options):
         "An intercepting HTTP/HTTPS/WebSocket proxy that streams bodies of any size. "
         "Point clients at http://LISTEN_HOST:LISTEN_PORT as their HTTP and HTTPS proxy. "
         "A filter expression after the options, as mitmdump takes one, logs only the flows "
-        "that match it (dumper_filter)."
+        "that match it, and saves only those (dumper_filter and save_stream_filter)."
     )
 
     optParameters = [
         ["listen-host", None, None, "Address to listen on (default 127.0.0.1; not an open proxy)."],
         ["listen-port", "p", None, "Port to listen on (default 8080)."],
         ["flow-detail", None, None, "Flow log detail, 0 to 4: 0 no flow lines, 1 one line per flow (default), 2 headers, 3 bodies cut short, 4 whole bodies."],
+        ["save-stream-file", "w", None, "Write flows to this mitmproxy flow file as they end (+PATH appends)."],
+        ["rfile", "r", None, "Read flows from this mitmproxy flow file and run them through the addons."],
     ]
     optFlags = [
         ["ssl-insecure", "k", "Do not verify upstream servers' TLS certificates."],
@@ -139,7 +141,7 @@ class Options(usage.Options):
         specs += [f"ignore_hosts={regex}" for regex in self["ignore_hosts"]]
         specs += [f"allow_hosts={regex}" for regex in self["allow_hosts"]]
         specs += [f"mode={spec}" for spec in self["mode"]]
-        for flag in ("listen-host", "listen-port", "flow-detail"):
+        for flag in ("listen-host", "listen-port", "flow-detail", "save-stream-file", "rfile"):
             if self[flag] is not None:
                 specs.append(f"{flag.replace('-', '_')}={self[flag]}")
         if self["ssl-insecure"]:
@@ -153,7 +155,8 @@ class Options(usage.Options):
         registry.set(*self._flag_specs())
         registry.set(*self["set"], defer=True)
         if self["filter"] is not None:
-            registry.set(f"dumper_filter={self['filter']}")
+            # As mitmdump: the expression limits both what is shown and what -w saves.
+            registry.set(f"dumper_filter={self['filter']}", f"save_stream_filter={self['filter']}")
         return registry
 
     def _master(self) -> Master:
@@ -163,6 +166,7 @@ class Options(usage.Options):
         master.addons.add(*default_addons())
         for path in self.registry.scripts:
             master.addons.add(load_script(path))
+        master.addons.add(*addons_after_scripts())
         self.registry.process_deferred()
         unknown = self.registry.deferred_names()
         if unknown:

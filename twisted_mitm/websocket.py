@@ -3,7 +3,8 @@
 
 A WebSocket connection is an L{twisted_mitm.http.HTTPFlow} whose C{websocket} attribute
 holds a L{WebSocketData} after the upgrade; the relay appends a L{WebSocketMessage} for
-each reassembled message before C{websocket_message} runs.
+each reassembled message before C{websocket_message} runs. Both save their state as
+mitmproxy 12 does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from twisted_mitm.coretypes.serializable import Serializable, SerializableDataclass, State
 
 
 class Opcode(IntEnum):
@@ -24,7 +27,7 @@ class Opcode(IntEnum):
     PONG = 0xA
 
 
-class WebSocketMessage:
+class WebSocketMessage(Serializable):
     """One whole (reassembled) WebSocket message; C{content} is always bytes.
 
     @ivar dropped: C{True} if the message is not (or was not) forwarded to the other peer.
@@ -46,6 +49,21 @@ class WebSocketMessage:
         self.timestamp: float = timestamp or time.time()
         self.dropped = dropped
         self.injected = injected
+
+    @classmethod
+    def from_state(cls, state: State) -> WebSocketMessage:
+        """From C{(type, from_client, content, timestamp, dropped, injected)}."""
+        try:
+            return cls(*state)
+        except TypeError as e:
+            raise ValueError(f"invalid WebSocket message state: {e}") from None
+
+    def get_state(self) -> State:
+        return (int(self.type), self.from_client, self.content, self.timestamp, self.dropped, self.injected)
+
+    def set_state(self, state: State) -> None:
+        kind, self.from_client, self.content, self.timestamp, self.dropped, self.injected = state
+        self.type = Opcode(kind)
 
     def __repr__(self) -> str:
         if self.is_text:
@@ -80,7 +98,7 @@ class WebSocketMessage:
 
 
 @dataclass
-class WebSocketData:
+class WebSocketData(SerializableDataclass):
     """Everything about one WebSocket connection (C{flow.websocket})."""
 
     messages: list[WebSocketMessage] = field(default_factory=list)

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.test_builtin_addons -*-
-"""The built-in addons every proxy runs before user scripts, in order."""
+"""The built-in addons every proxy runs: some before user scripts, some after them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ from twisted_mitm.addons.disable_h2c import DisableH2C
 from twisted_mitm.addons.flowlog import FlowLog
 from twisted_mitm.addons.har import HarDump
 from twisted_mitm.addons.proxyauth import ProxyAuth
+from twisted_mitm.addons.readfile import ReadFile
+from twisted_mitm.addons.save import Save
 
 
 def default_addons() -> list[object]:
-    """Fresh instances of the built-in addons: authentication first, then protocol fixes,
-    then logging and recording."""
-    return [ProxyAuth(), DisableH2C(), FlowLog(), HarDump()]
+    """Fresh instances of the built-in addons that go before the scripts: authentication
+    first, then protocol fixes, then logging and recording, then the flow file reader."""
+    return [ProxyAuth(), DisableH2C(), FlowLog(), HarDump(), ReadFile()]
+
+
+def addons_after_scripts() -> list[object]:
+    """Fresh instances of the built-in addons that go after the scripts, so that they see
+    each flow as the scripts left it: the flow file writer (in mitmproxy too, the save
+    addon comes after the scripts)."""
+    return [Save()]

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import (
     ISSLTransport,
     ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer

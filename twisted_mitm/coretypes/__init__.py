@@ -1,0 +1,1 @@
+"""Building blocks the models share (mitmproxy's C{coretypes})."""
