@@ -7,17 +7,22 @@ passes it on to everything below.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import tracemalloc
 from typing import Any, NoReturn
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from twisted_mitm.certs import CertStore
 from twisted_mitm.hooks import DoneHook, RunningHook
 from twisted_mitm.master import Master
+from twisted_mitm.memory import can_release_free_memory, memory_report, release_free_memory, tracing_frames
 from twisted_mitm.proxy.clientside import ClientSideFactory
 from twisted_mitm.proxy.context import ProxyContext
 
@@ -25,19 +30,28 @@ from twisted_mitm.proxy.context import ProxyContext
 class MitmService(Service):
     """Listens on C{listen_host:listen_port} and serves proxy clients.
 
+    While running it gives the memory freed by ended flows back to the system every
+    L{free_memory_interval} seconds (L{twisted_mitm.memory}).
+
     @ivar port: the listening port once running (tests read the bound port from it).
     """
 
     _log = Logger()
+
+    #: seconds between two L{release_free_memory} calls
+    free_memory_interval = 5.0
 
     def __init__(self, master: Master, certstore: CertStore, reactor: Any) -> None:
         self.master = master
         self.reactor = reactor
         self.context = ProxyContext(master, reactor, certstore)
         self.port: Any = None
+        self._free_memory = LoopingCall(release_free_memory)
+        self._free_memory.clock = reactor
 
     def startService(self) -> None:
         super().startService()
+        self._trace_memory_if_asked()
         options = self.master.options
         factory = ClientSideFactory(self.context)
         try:
@@ -51,7 +65,21 @@ class MitmService(Service):
             port=address.port,
             ca=self.context.certstore.ca_cert_path if self.context.certstore else "-",
         )
+        if can_release_free_memory():
+            self._free_memory.start(self.free_memory_interval, now=False)
         self.master.addons.trigger(RunningHook())
+
+    def _trace_memory_if_asked(self) -> None:
+        """With C{TWISTED_MITM_TRACEMALLOC=N}: trace allocations, and log a memory report on C{SIGUSR1}."""
+        frames = tracing_frames(os.environ)
+        if not frames:
+            return
+        tracemalloc.start(frames)
+        signal.signal(signal.SIGUSR1, lambda number, frame: self.reactor.callFromThread(self._log_memory))
+
+    def _log_memory(self) -> None:
+        for line in memory_report():
+            self._log.info("{line}", line=line)
 
     def _cannot_listen(self, error: CannotListenError) -> NoReturn:
         """Stop start-up with one line (on the real stderr and in the log), no traceback.
@@ -69,6 +97,8 @@ class MitmService(Service):
     def stopService(self) -> Deferred[None]:
         """Stop listening, then run the addons' C{done} hooks (once)."""
         super().stopService()
+        if self._free_memory.running:
+            self._free_memory.stop()
         port, self.port = self.port, None
         if port is None:
             return succeed(None)
