@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -55,6 +57,30 @@ class ProxyAuthTests(TestCase):
         self.assertEqual(out, b"407")
 
 
+    async def test_credentials_removed_once_checked(self) -> None:
+        """Accepted credentials leave the request before any later hook (CONNECT and plain), as in mitmproxy."""
+        seen: list[tuple[str, str | None, object]] = []
+
+        class Look:
+            def http_connect(self, flow: Any) -> None:
+                seen.append(("http_connect", flow.request.headers.get("proxy-authorization"), flow.metadata.get("proxyauth")))
+
+            def request(self, flow: Any) -> None:
+                seen.append(("request", flow.request.headers.get("proxy-authorization"), flow.metadata.get("proxyauth")))
+
+        origin = start_raw_origin(self, respond(200, b"secret"))
+        proxy = start_proxy(self, options=["proxyauth=user:pass"], addons=[Look()])
+        out, err, code = await curl("-x", proxy.url, "--proxy-user", "user:pass", origin.url + "/plain")
+        self.assertEqual((code, out), (0, b"secret"), err)
+        out, err, code = await curl("-p", "-x", proxy.url, "--proxy-user", "user:pass", origin.url + "/tunnelled")
+        self.assertEqual((code, out), (0, b"secret"), err)
+        self.assertEqual(seen, [
+            ("request", None, ("user", "pass")),
+            ("http_connect", None, ("user", "pass")),
+            ("request", None, ("user", "pass")),
+        ])
+
+
 class HarDumpTests(TestCase):
     """C{hardump=PATH} writes HAR 1.2 when the proxy stops."""
 
@@ -92,3 +118,21 @@ class HarDumpTests(TestCase):
             [entry] = json.load(file)["log"]["entries"]
         self.assertEqual(entry["response"]["content"]["size"], 5000)
         self.assertNotIn("text", entry["response"]["content"])
+
+    async def test_private_file(self) -> None:
+        """The recording is mode 0600, also when it replaces a world-readable file."""
+        path = os.path.join(self.mktemp() + "-dir", "session.har")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as file:
+            file.write("old")
+        os.chmod(path, 0o644)
+        origin = start_raw_origin(self, respond(200, b"body"))
+        proxy = start_proxy(self, options=[f"hardump={path}", "proxyauth=user:pass"])
+        out, err, code = await curl("-x", proxy.url, "--proxy-user", "user:pass", origin.url + "/")
+        self.assertEqual((code, out), (0, b"body"), err)
+        await proxy.service.stopService()
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        with open(path, encoding="utf-8") as file:
+            recorded = file.read()
+        self.assertNotIn("proxy-authorization", recorded.lower())
+        self.assertEqual(len(json.loads(recorded)["log"]["entries"]), 1)
