@@ -487,6 +487,16 @@ def default_options() -> Options:
         check=check_proxyauth,
     )
     add(
+        "block_global", bool, True,
+        "Refuse clients connecting from globally routable (public) IP addresses, unless "
+        "proxyauth is set. Loopback clients are always served.",
+    )
+    add(
+        "block_private", bool, False,
+        "Refuse clients connecting from private networks (10/8, 192.168/16, fc00::/7...). "
+        "Loopback clients are always served.",
+    )
+    add(
         "websocket_max_message_size", str, "64m",
         "SIZE (e.g. 512k, 3m, 1g). Largest WebSocket message accepted when messages are "
         "buffered; a larger message closes the connection with code 1009 (message too big).",

@@ -19,6 +19,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_mitm.addons.block import open_proxy_warning
 from twisted_mitm.certs import CertStore
 from twisted_mitm.hooks import DoneHook, RunningHook
 from twisted_mitm.master import Master
@@ -65,6 +66,9 @@ class MitmService(Service):
             port=address.port,
             ca=self.context.certstore.ca_cert_path if self.context.certstore else "-",
         )
+        warning = open_proxy_warning(address.host, bool(options.proxyauth), options.block_global)
+        if warning is not None:
+            self._log.warn("{warning}", warning=warning)
         if can_release_free_memory():
             self._free_memory.start(self.free_memory_interval, now=False)
         self.master.addons.trigger(RunningHook())

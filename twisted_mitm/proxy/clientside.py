@@ -77,13 +77,25 @@ class ClientSideProtocol(Protocol):
     # Twisted callbacks.
 
     def connectionMade(self) -> None:
+        self.pump.attach(self.transport)
         if self.client is None:
             peer, host = self.transport.getPeer(), self.transport.getHost()
             self.client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port))
             tune_transport(self.transport)
-            self._hook(ClientConnectedHook(self.client))
-        self.pump.attach(self.transport)
+            self.pump.hold(Hold.ADMITTING)
+            self.context.addons.trigger(ClientConnectedHook(self.client)).addCallback(self._admitted)
         self._wait_for_request()
+
+    def _admitted(self, _: object) -> None:
+        """As in mitmproxy, a C{client_connected} hook refuses the client by setting C{client.error}."""
+        assert self.client is not None
+        if self._closing:
+            return
+        if self.client.error is not None:
+            self._closing = True
+            self.transport.loseConnection()
+        else:
+            self.pump.release(Hold.ADMITTING)
 
     def dataReceived(self, data: bytes) -> None:
         if self._tunnel is not None:

@@ -58,6 +58,8 @@ def tune_transport(transport: object) -> None:
 class Hold(enum.Enum):
     """Why a L{ReaderPump} is not handing out events."""
 
+    #: a new client: the C{client_connected} hooks have not yet let it in
+    ADMITTING = enum.auto()
     #: a head was read and the hooks have not yet said where its body goes
     DECIDING = enum.auto()
     #: the body's destination is full (backpressure)
