@@ -34,8 +34,8 @@ class TracingFramesTests(SynchronousTestCase):
     """C{TWISTED_MITM_TRACEMALLOC} says how many frames to trace; unset means no tracing."""
 
     def test_values(self) -> None:
-        """A number is taken as it is (at least 1); any other text traces one frame; empty or unset, none."""
-        cases = {"": 0, " ": 0, "25": 25, "0": 1, "-3": 1, "yes": 1}
+        """A number is taken as it is (below 1: none); any other text traces one frame; empty or unset, none."""
+        cases = {"": 0, " ": 0, "25": 25, "0": 0, "-3": 0, "yes": 1}
         for text, frames in cases.items():
             self.assertEqual(memory.tracing_frames({memory.TRACEMALLOC_ENV: text}), frames, text)
         self.assertEqual(memory.tracing_frames({}), 0)

@@ -60,12 +60,15 @@ def release_free_memory() -> None:
 
 
 def tracing_frames(environ: Mapping[str, str]) -> int:
-    """How many frames C{TWISTED_MITM_TRACEMALLOC} asks tracemalloc to keep; 0: no tracing."""
+    """How many frames C{TWISTED_MITM_TRACEMALLOC} asks tracemalloc to keep; 0: no tracing.
+
+    Unset, empty or a number below 1: no tracing; any other text: one frame.
+    """
     text = environ.get(TRACEMALLOC_ENV, "").strip()
     if not text:
         return 0
     try:
-        return max(int(text), 1)
+        return max(int(text), 0)
     except ValueError:
         return 1
 
