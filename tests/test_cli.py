@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import textwrap
@@ -69,12 +70,13 @@ class _Child(ProcessProtocol):
 class CommandLineTests(TestCase):
     """Start-up errors are one clear line; a good start serves requests."""
 
-    def spawn(self, argv: list[str]) -> _Child:
-        """Start a child process in a scratch directory; it is killed if still running when the test ends."""
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> _Child:
+        """Start a child process in a scratch directory (C{env} added to the environment); it is
+        killed if still running when the test ends."""
         child = _Child()
         cwd = self.mktemp()
         os.makedirs(cwd)
-        transport = reactor.spawnProcess(child, argv[0], argv, env=_without_proxy_env(), path=cwd)
+        transport = reactor.spawnProcess(child, argv[0], argv, env={**_without_proxy_env(), **(env or {})}, path=cwd)
 
         def kill() -> Deferred[int] | None:
             if child.ended.called:
@@ -228,6 +230,15 @@ class CommandLineTests(TestCase):
             self.assertIn(exit_code, (0, -15), (name, child.out, child.err))
             self.assertIn(b"Server Shut Down.", child.out, name)
             self.assertNotIn(b"Traceback", child.out + child.err, name)
+
+    async def test_memory_report_on_sigusr1(self) -> None:
+        """With TWISTED_MITM_TRACEMALLOC set, SIGUSR1 logs the memory report with the top allocation sites."""
+        command = COMMANDS["python -m"]
+        child = self.spawn([*command, "-p", "0", "--set", f"confdir={shared_confdir()}"], env={"TWISTED_MITM_TRACEMALLOC": "3"})
+        await child.wait_for(rb"listening on 127\.0\.0\.1:")
+        child.transport.signalProcess(signal.SIGUSR1)
+        await child.wait_for(rb"memory: traced [0-9.]+ MiB \(peak [0-9.]+ MiB\); top sites:\n.* MiB in +[0-9]+ blocks: ")
+        self.assertRegex((child.out + child.err).decode(), r"memory: RSS [0-9.]+ MiB, anonymous [0-9.]+ MiB")
 
 
 class FilterArgumentTests(SynchronousTestCase):

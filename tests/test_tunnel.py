@@ -14,7 +14,6 @@ from twisted.trial.unittest import TestCase
 
 from tests.support import curl, respond, start_echo_origin, start_proxy, start_raw_origin, wait_until
 from tests.test_tls_proxy import Recorder, connect_tunnel
-from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.tcp import TCPFlow
 
 
@@ -82,11 +81,10 @@ class TCPFlowTests(TestCase):
         self.assertFalse(flow.live)
 
     async def test_kept_messages_bounded_in_bytes(self) -> None:
-        """A TCP flow keeps only its latest messages once they pass max_kept_bytes; relaying is unaffected."""
-        self.patch(TCPRelay, "max_kept_bytes", 20)
+        """A TCP flow keeps only its latest messages once they pass tcp_max_stored_bytes; relaying is unaffected."""
         echo = start_echo_origin(self)
         recorder = Recorder()
-        proxy = start_proxy(self, addons=[recorder])
+        proxy = start_proxy(self, addons=[recorder], options=["tcp_max_stored_bytes=20"])
         messages = [b"\x00first message.", b"\x01second message", b"\x02third message."]
         replies = await deferToThread(converse, proxy.port, f"127.0.0.1:{echo.port}", messages)
         self.assertEqual(replies, [*messages, b""])
@@ -94,6 +92,8 @@ class TCPFlowTests(TestCase):
         kept = recorder.flows("tcp_end")[0].messages
         self.assertLessEqual(sum(len(m.content) for m in kept), 20)
         self.assertEqual(kept[-1].content, messages[-1])
+        not_stored = recorder.flows("tcp_end")[0].metadata["tcp_bytes_not_stored"]
+        self.assertEqual(not_stored + sum(len(m.content) for m in kept), 2 * len(b"".join(messages)))
 
     async def test_tcp_message_rewrites(self) -> None:
         """A tcp_message hook that rewrites flow.messages[-1].content changes what the origin receives (tcp-simple)."""

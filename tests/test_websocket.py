@@ -633,6 +633,64 @@ class StreamModeTests(TestCase):
         return aio(run(), timeout=120).addCallback(check)
 
 
+class StoredMessagesTests(TestCase):
+    """What flows keep is bounded per flow and across all live flows; relaying never changes."""
+
+    async def test_total_budget_across_flows(self) -> None:
+        """Past total_max_stored_bytes the oldest payloads of any live flow become markers naming it."""
+        flows: list[Any] = []
+
+        class Starts:
+            def websocket_start(self, flow: Any) -> None:
+                flows.append(flow)
+
+        proxy = start_proxy(self, options=["total_max_stored_bytes=100k"], addons=[Starts()])
+        first, second = b"a" * 60_000, b"b" * 30_000
+
+        async def run() -> list[bytes]:
+            port = await start_server(self, echo, compression=None)
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url, compression=None) as one:
+                await one.send(first)
+                echoes = [await one.recv()]
+                async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url, compression=None) as two:
+                    await two.send(second)
+                    echoes.append(await two.recv())
+            return echoes
+
+        self.assertEqual(await aio(run()), [first, second])
+        marker = b"[twisted_mitm: 60000 bytes not stored (total_max_stored_bytes)]"
+        self.assertEqual([m.content for m in flows[0].websocket.messages], [marker, marker])
+        self.assertEqual([m.content for m in flows[1].websocket.messages], [second, second])
+        self.assertEqual(flows[0].metadata["websocket_bytes_not_stored"], 120_000)
+
+    async def test_forwarded_and_hooked_whole(self) -> None:
+        """A message over every budget still reaches the peer, and its hook, whole; only the record is a marker."""
+        seen: list[bytes] = []
+
+        class Observe:
+            def websocket_message(self, flow: Any) -> None:
+                seen.append(flow.websocket.messages[-1].content)
+
+        recorder = Recorder()
+        proxy = start_proxy(
+            self, options=["websocket_max_stored_bytes=10", "total_max_stored_bytes=20"], addons=[Observe(), recorder]
+        )
+        payload = b"p" * 1000
+
+        async def run() -> bytes:
+            port = await start_server(self, echo)
+            async with connect(f"ws://127.0.0.1:{port}/", proxy=proxy.url) as websocket:
+                await websocket.send(payload)
+                echoed: bytes = await websocket.recv()
+            await recorder.end()
+            return echoed
+
+        self.assertEqual(await aio(run()), payload)
+        self.assertEqual(seen, [payload, payload])
+        marker = b"[twisted_mitm: 1000 bytes not stored (websocket_max_stored_bytes)]"
+        self.assertEqual(recorder.contents(), [(True, marker), (False, marker)])
+
+
 class BackpressureTests(TestCase):
     """A peer that stops reading pauses the other peer's socket, in both modes and both directions."""
 

@@ -46,7 +46,6 @@ class Error(SerializableDataclass):
 class Flow(Serializable):
     """One exchange (or connection) between a client and a server.
 
-    @ivar live: C{True} while the flow belongs to an active connection.
     @ivar metadata: free-form data for scripts to attach to the flow; saved with it, so
         keep to plain values (str, bytes, numbers, lists, dicts).
     @ivar marked: a non-empty string marks the flow (C{":default:"} or an emoji name).
@@ -54,7 +53,10 @@ class Flow(Serializable):
     @ivar is_replay: C{"request"} or C{"response"} for replayed flows, else C{None}.
     @ivar intercepted: C{True} while the flow is paused by interception.
     @ivar on_kill: internal, set by the proxy: called once by L{kill} so the proxy can
-        drop the connection instead of forwarding anything. Scripts call C{kill()}.
+        drop the connection instead of forwarding anything. Scripts call C{kill()}. It is
+        a method of the object relaying the flow, which holds the flow in turn: dropping it
+        when the flow stops being L{live} breaks that cycle, so an ended flow is freed as
+        soon as nothing else holds it, not at the garbage collector's next full pass.
     """
 
     type: ClassVar[str]
@@ -70,7 +72,8 @@ class Flow(Serializable):
         self.id = str(uuid.uuid4())
         self.client_conn = client_conn
         self.server_conn = server_conn
-        self.live = live
+        self.on_kill: Callable[[], None] | None = None
+        self._live = live
         self.error: Error | None = None
         self.metadata: dict[str, Any] = {}
         self.marked: str = ""
@@ -78,11 +81,21 @@ class Flow(Serializable):
         self.is_replay: str | None = None
         self.intercepted: bool = False
         self.timestamp_created = time.time()
-        self.on_kill: Callable[[], None] | None = None
         self._backup: State | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
+
+    @property
+    def live(self) -> bool:
+        """C{True} while the flow belongs to an active connection."""
+        return self._live
+
+    @live.setter
+    def live(self, live: bool) -> None:
+        self._live = live
+        if not live:
+            self.on_kill = None
 
     @property
     def timestamp_start(self) -> float:
@@ -103,9 +116,10 @@ class Flow(Serializable):
             raise ControlException("Flow is not killable.")
         self.error = Error(Error.KILLED_MESSAGE)
         self.intercepted = False
+        on_kill = self.on_kill
         self.live = False
-        if self.on_kill is not None:
-            self.on_kill()
+        if on_kill is not None:
+            on_kill()
 
     # State, as mitmproxy 12 saves it.
 

@@ -546,6 +546,16 @@ def default_options() -> Options:
         check=check_proxyauth,
     )
     add(
+        "block_global", bool, True,
+        "Refuse clients connecting from globally routable (public) IP addresses, unless "
+        "proxyauth is set. Loopback clients are always served.",
+    )
+    add(
+        "block_private", bool, False,
+        "Refuse clients connecting from private networks (10/8, 192.168/16, fc00::/7...). "
+        "Loopback clients are always served.",
+    )
+    add(
         "websocket_max_message_size", str, "64m",
         "SIZE (e.g. 512k, 3m, 1g). Largest WebSocket message accepted when messages are "
         "buffered; a larger message closes the connection with code 1009 (message too big).",
@@ -554,7 +564,22 @@ def default_options() -> Options:
     add(
         "websocket_max_stored_bytes", str, "64m",
         "SIZE (e.g. 512k, 3m, 1g). Payload bytes kept in flow.websocket.messages per flow; "
-        "beyond it the oldest stored payloads are discarded. Relaying is not affected.",
+        "beyond it the oldest stored payloads are replaced by a marker (the messages stay in the "
+        "list). Relaying is not affected.",
+        check=check_size,
+    )
+    add(
+        "tcp_max_stored_bytes", str, "16m",
+        "SIZE (e.g. 512k, 3m, 1g). Payload bytes kept in flow.messages per TCP flow (at most "
+        "1000 messages); beyond it the oldest messages are removed from the list. Relaying is "
+        "not affected.",
+        check=check_size,
+    )
+    add(
+        "total_max_stored_bytes", str, "256m",
+        "SIZE (e.g. 512k, 3m, 1g). Payload bytes of WebSocket and TCP messages kept by all live "
+        "flows together; beyond it the oldest are forgotten first, as per flow. Relaying is not "
+        "affected.",
         check=check_size,
     )
     add(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from twisted_mitm.addons.block import Block
 from twisted_mitm.addons.disable_h2c import DisableH2C
 from twisted_mitm.addons.flowlog import FlowLog
 from twisted_mitm.addons.har import HarDump
@@ -12,9 +13,10 @@ from twisted_mitm.addons.save import Save
 
 
 def default_addons() -> list[object]:
-    """Fresh instances of the built-in addons that go before the scripts: authentication
-    first, then protocol fixes, then logging and recording, then the flow file reader."""
-    return [ProxyAuth(), DisableH2C(), FlowLog(), HarDump(), ReadFile()]
+    """Fresh instances of the built-in addons that go before the scripts: who may connect,
+    authentication, then protocol fixes, then logging and recording, then the flow file
+    reader."""
+    return [Block(), ProxyAuth(), DisableH2C(), FlowLog(), HarDump(), ReadFile()]
 
 
 def addons_after_scripts() -> list[object]:

@@ -5,6 +5,8 @@ Each finished flow is turned into its HAR entry at once, so the flow itself is n
 Buffered bodies are included with their Content-Encoding undone (text as is, binary as
 base64); a body whose encoding is unknown or corrupt is included as sent, with a comment
 saying why. Streamed bodies were never held, so their entries carry the byte count only.
+A recording holds cookies, tokens and bodies: the file is readable and writable by its
+owner only (mode 0600).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 import json
 import os
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from twisted.logger import Logger
 
@@ -62,6 +64,17 @@ def _content(flow: HTTPFlow, message: Message, which: str) -> dict[str, Any]:
         content["text"] = base64.b64encode(body).decode("ascii")
         content["encoding"] = "base64"
     return content
+
+
+def open_private(path: str) -> TextIO:
+    """Open C{path} for writing text, created or truncated, with mode 0600 even if it existed."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+    except OSError:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "w", encoding="utf-8")
 
 
 def har_entry(flow: HTTPFlow) -> dict[str, Any]:
@@ -150,7 +163,7 @@ class HarDump:
         if not self.path:
             return
         try:
-            with open(self.path, "w", encoding="utf-8") as file:
+            with open_private(self.path) as file:
                 json.dump(har_document(self.entries), file, indent=1)
         except OSError as error:
             log.error("hardump: cannot write {path}: {error}", path=self.path, error=error.strerror)

@@ -4,7 +4,10 @@
 A client authenticates once per connection: on its CONNECT, or on each plain request
 it sends. Requests inside an authenticated tunnel are not asked again. A missing or
 wrong C{Proxy-Authorization} is answered with 407 and a C{Proxy-Authenticate}
-challenge; the header itself is never forwarded upstream.
+challenge. Accepted credentials are removed from the request at once, as mitmproxy
+does, so later hooks, recordings and the server never see them; the user name and
+password go to C{flow.metadata["proxyauth"]} instead (on every request of an
+authenticated tunnel too).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class ProxyAuth:
 
     def __init__(self) -> None:
         self.expected: str | None = None
-        self.authenticated: set[str] = set()
+        self.authenticated: dict[str, tuple[str, str]] = {}
 
     def configure(self, updated: set[str]) -> None:
         if "proxyauth" in updated:
@@ -52,26 +55,35 @@ class ProxyAuth:
         self._check(flow)
 
     def client_disconnected(self, client: Client) -> None:
-        self.authenticated.discard(client.id)
+        self.authenticated.pop(client.id, None)
 
     def socks5_auth(self, data: Socks5AuthData) -> None:
         """A SOCKS5 client authenticates once, for its whole connection."""
         data.valid = self._valid(f"{data.username}:{data.password}")
         if data.valid:
-            self.authenticated.add(data.client_conn.id)
+            self.authenticated[data.client_conn.id] = (data.username, data.password)
 
     def _valid(self, given: str | None) -> bool:
         return given is not None and self.expected is not None and hmac.compare_digest(given.encode(), self.expected.encode())
 
     def _check(self, flow: HTTPFlow) -> None:
-        if self.expected is None or flow.client_conn.id in self.authenticated:
+        if self.expected is None:
+            return
+        known = self.authenticated.get(flow.client_conn.id)
+        if known is not None:
+            flow.metadata["proxyauth"] = known
             return
         # A reverse proxy stands for the server: it asks as a server does (401), as mitmproxy's does.
         reverse = isinstance(flow.client_conn.proxy_mode, ReverseMode)
         header, status, challenge = ("authorization", 401, "WWW-Authenticate") if reverse else ("proxy-authorization", 407, "Proxy-Authenticate")
-        if self._valid(credentials_from(flow.request.headers.get(header, ""))):
+        given = credentials_from(flow.request.headers.get(header, ""))
+        if self._valid(given):
+            assert given is not None
+            del flow.request.headers[header]
+            user, _, password = given.partition(":")
+            flow.metadata["proxyauth"] = (user, password)
             if flow.request.method == "CONNECT":
-                self.authenticated.add(flow.client_conn.id)
+                self.authenticated[flow.client_conn.id] = (user, password)
             return
         flow.response = Response.make(
             status,

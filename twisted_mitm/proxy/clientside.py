@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
@@ -97,12 +98,25 @@ class ClientSideProtocol(Protocol):
     # Twisted callbacks.
 
     def connectionMade(self) -> None:
+        self.pump.attach(self.transport)
         if self.client is None:
-            self.client = accept_client(self.context, self.transport, self.mode)
+            self.client, admitted = accept_client(self.context, self.transport, self.mode)
+            self.pump.hold(Hold.ADMITTING)
+            admitted.addCallback(self._admitted)
         if self._upstreams is None:
             self._upstreams = ServerConnections(self.context, self.client)
-        self.pump.attach(self.transport)
         self._wait_for_request()
+
+    def _admitted(self, _: object) -> None:
+        """As in mitmproxy, a C{client_connected} hook refuses the client by setting C{client.error}."""
+        assert self.client is not None
+        if self._closing:
+            return
+        if self.client.error is not None:
+            self._closing = True
+            self.transport.loseConnection()
+        else:
+            self.pump.release(Hold.ADMITTING)
 
     def dataReceived(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -445,13 +459,14 @@ class _Drain(Protocol):
         self._timer = _cancel(self._timer)
 
 
-def accept_client(context: ProxyContext, transport: ITransport, mode: ProxyMode) -> Client:
-    """The record of a client that just connected to a listener in C{mode}; C{client_connected} runs."""
+def accept_client(context: ProxyContext, transport: ITransport, mode: ProxyMode) -> tuple[Client, Deferred[None]]:
+    """The record of a client that just connected to a listener in C{mode}, and the
+    C{client_connected} hooks' Deferred: nothing may be read before it fires, and a hook
+    refuses the client by setting C{client.error} (mitmproxy's way)."""
     peer, host = transport.getPeer(), transport.getHost()
     client = Client(peername=(peer.host, peer.port), sockname=(host.host, host.port), proxy_mode=mode)
     tune_transport(transport)
-    context.addons.trigger(ClientConnectedHook(client))
-    return client
+    return client, context.addons.trigger(ClientConnectedHook(client))
 
 
 def release_client(context: ProxyContext, client: Client) -> None:

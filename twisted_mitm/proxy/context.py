@@ -4,7 +4,8 @@
 L{ProxySettings} is the options as the hot path needs them, parsed once whenever they
 change (sizes as ints, regexes compiled), so no request ever parses an option string.
 L{WebSocketRelays} knows the live WebSocket relays, for the C{inject.websocket} command;
-the relay itself (and autobahn) is only imported on the first upgrade.
+the relay itself (and autobahn) is only imported on the first upgrade. The
+L{MessageStore} bounds the messages all live WebSocket and TCP flows keep.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from twisted.logger import Logger
 
 from twisted_mitm.options import Options, parse_size
+from twisted_mitm.proxy.messagestore import MessageStore
 
 if TYPE_CHECKING:
     from twisted_mitm.addonmanager import AddonManager
@@ -47,6 +49,8 @@ class ProxySettings:
     stream_websockets: bool
     websocket_max_message_size: int
     websocket_max_stored_bytes: int
+    tcp_max_stored_bytes: int
+    total_max_stored_bytes: int
     connect_timeout: float | None
     response_timeout: float | None
     idle_timeout: float | None
@@ -69,6 +73,8 @@ class ProxySettings:
             stream_websockets=options.stream_websockets,
             websocket_max_message_size=parse_size(options.websocket_max_message_size),
             websocket_max_stored_bytes=parse_size(options.websocket_max_stored_bytes),
+            tcp_max_stored_bytes=parse_size(options.tcp_max_stored_bytes),
+            total_max_stored_bytes=parse_size(options.total_max_stored_bytes),
             connect_timeout=_seconds(options.upstream_connect_timeout),
             response_timeout=_seconds(options.upstream_read_timeout),
             idle_timeout=_seconds(options.connection_idle_timeout),
@@ -91,6 +97,7 @@ class ProxyContext:
 
     @ivar reactor: the reactor every connection uses (injected, never imported).
     @ivar certstore: the CA and leaf certificates; C{None} until TLS is configured.
+    @ivar stored: the messages live flows keep, within C{total_max_stored_bytes}.
     """
 
     def __init__(self, master: Master, reactor: Any, certstore: CertStore | None = None) -> None:
@@ -98,6 +105,7 @@ class ProxyContext:
         self.reactor = reactor
         self.certstore = certstore
         self.settings = ProxySettings.from_options(master.options)
+        self.stored = MessageStore(self.settings.total_max_stored_bytes)
         master.options.subscribe(self._options_changed)
         self.websockets = WebSocketRelays()
         master.commands.add("inject.websocket", self.websockets.inject)
@@ -109,6 +117,7 @@ class ProxyContext:
 
     def _options_changed(self, updated: set[str]) -> None:
         self.settings = ProxySettings.from_options(self.master.options)
+        self.stored.set_budget(self.settings.total_max_stored_bytes)
 
 
 class LiveWebSocket(Protocol):

@@ -52,9 +52,22 @@ class ModeEntry(Protocol):
         self.client: Client | None = None
         self._upstreams: ServerConnections | None = None
         self._inner: IProtocol | None = None
+        self._gone = False
 
     def connectionMade(self) -> None:
-        self.client = accept_client(self.context, self.transport, self.mode)
+        self.client, admitted = accept_client(self.context, self.transport, self.mode)
+        self.transport.pauseProducing()
+        admitted.addCallback(self._admitted)
+
+    def _admitted(self, _: object) -> None:
+        """A C{client_connected} hook may have refused the client (C{client.error})."""
+        assert self.client is not None
+        if self._gone:
+            return
+        if self.client.error is not None:
+            self.transport.loseConnection()
+            return
+        self.transport.resumeProducing()
         self.begin()
 
     def begin(self) -> None:
@@ -110,6 +123,7 @@ class ModeEntry(Protocol):
         """The inner protocol ends the connection when it is done."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self._gone = True
         if self._inner is not None:
             self._inner.connectionLost(reason)
         if self._upstreams is not None:

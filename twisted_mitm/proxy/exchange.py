@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,10 @@ class Transfer:
 
     @ivar phase: where this direction is.
     @ivar pipe: the pipe of a streamed body.
+    @ivar exchange: the exchange this direction belongs to, held weakly: the exchange
+        holds its transfers, and a strong reference back would make every exchange (and
+        its flow, bodies included) a cycle that only the garbage collector's full passes
+        free. Whatever may still call a transfer (hooks, pipes, sinks) holds the exchange.
     """
 
     headers_hook: type[Hook]
@@ -113,10 +118,16 @@ class Transfer:
     size_key: str
 
     def __init__(self, exchange: Exchange) -> None:
-        self.exchange = exchange
+        self._exchange = weakref.ref(exchange)
         self.phase = Phase.PENDING
         self.pipe: BodyPipe | None = None
         self.body_framing: http1.BodyFraming | None = None
+
+    @property
+    def exchange(self) -> Exchange:
+        exchange = self._exchange()
+        assert exchange is not None, "a transfer outlived its exchange"
+        return exchange
 
     @property
     def message(self) -> Message:

@@ -15,7 +15,6 @@ hold.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
@@ -73,10 +72,9 @@ class TCPRelay(Protocol):
 
     _log = Logger()
 
-    #: most messages, and most bytes, a TCP flow keeps; older messages are dropped from
-    #: C{flow.messages} so that a long relay shown to scripts stays bounded in memory
+    #: most messages a TCP flow keeps (their bytes are bounded by C{tcp_max_stored_bytes});
+    #: older messages leave C{flow.messages}, so that a long relay stays bounded in memory
     max_kept_messages = 1000
-    max_kept_bytes = 16 << 20
 
     def __init__(
         self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool, parked: ParkedConnection | None = None
@@ -96,8 +94,9 @@ class TCPRelay(Protocol):
         self._closed = False
         self._queue: list[tuple[bytes, Side]] = []
         self._hook_running = False
-        self._kept_sizes: deque[int] = deque()
-        self._kept_bytes = 0
+        self._stored = context.stored.for_flow(
+            context.settings.tcp_max_stored_bytes, "tcp_max_stored_bytes", self._forget, self.max_kept_messages
+        )
         # Each leg's reading.
         self._valves: dict[Side, Valve] = {}
 
@@ -118,10 +117,8 @@ class TCPRelay(Protocol):
         self._log.info(
             "{host}:{port}: passthrough connection failed: {reason}", host=self.host, port=self.port, reason=reason.getErrorMessage()
         )
-        if self.flow is not None:
-            self.flow.error = Error(f"cannot connect to {self.host}:{self.port}: {reason.getErrorMessage()}")
-            self.context.addons.trigger(TcpErrorHook(self.flow))
         self._closed = True
+        self._end_flow(f"cannot connect to {self.host}:{self.port}: {reason.getErrorMessage()}")
         self.transport.loseConnection()
 
     def upstream_connected(self, transport: ITransport) -> None:
@@ -166,6 +163,8 @@ class TCPRelay(Protocol):
 
     def relay_data(self, data: bytes, source: Side) -> None:
         """Send C{data} to the other leg, through the C{tcp_message} hook when there is a flow."""
+        if self._closed:
+            return
         if self.flow is None:
             self._transport(source.other).write(data)
             return
@@ -182,27 +181,28 @@ class TCPRelay(Protocol):
         assert self.flow is not None
         data, source = self._queue.pop(0)
         message = TCPMessage(source is Side.CLIENT, data, time.time())
-        self._keep(message)
+        self.flow.messages.append(message)
         self._hook_running = True
         triggered = self.context.addons.trigger(TcpMessageHook(self.flow))
         triggered.addCallback(lambda _: self._message_done(message, source))
 
-    def _keep(self, message: TCPMessage) -> None:
-        """Record C{message} in the flow, forgetting the oldest past the bounds."""
+    def _forget(self, message: TCPMessage, size: int, option: str) -> None:
+        """A budget is exceeded: the oldest kept message leaves the flow's list."""
         assert self.flow is not None
         messages = self.flow.messages
-        messages.append(message)
-        self._kept_sizes.append(len(message.content))
-        self._kept_bytes += len(message.content)
-        while len(messages) > 1 and self._kept_sizes and (len(messages) > self.max_kept_messages or self._kept_bytes > self.max_kept_bytes):
-            messages.pop(0)
-            self._kept_bytes -= self._kept_sizes.popleft()
+        if messages and messages[0] is message:
+            del messages[0]
+        elif message in messages:
+            messages.remove(message)
+        metadata = self.flow.metadata
+        metadata["tcp_bytes_not_stored"] = metadata.get("tcp_bytes_not_stored", 0) + size
 
     def _message_done(self, message: TCPMessage, source: Side) -> None:
         if self._closed:
             return
         if message.content:
             self._transport(source.other).write(message.content)
+        self._stored.keep(message, len(message.content))
         if not any(queued is source for _, queued in self._queue):
             self._valves[source].release(Hold.HOOKS)
         self._next_message()
@@ -243,13 +243,25 @@ class TCPRelay(Protocol):
         other = self._server_transport if side is Side.CLIENT else self.transport
         if other is not None:
             other.loseConnection()
-        if self.flow is not None:
-            self.flow.live = False
-            if reason.check(net_error.ConnectionDone):
-                self.context.addons.trigger(TcpEndHook(self.flow))
-            else:
-                self.flow.error = Error(reason.getErrorMessage())
-                self.context.addons.trigger(TcpErrorHook(self.flow))
+        self._end_flow(None if reason.check(net_error.ConnectionDone) else reason.getErrorMessage())
+
+    def _end_flow(self, error: str | None) -> None:
+        """Run C{tcp_end}, or C{tcp_error} with C{error}, and let go of the flow.
+
+        The relay stays referenced from the tunnel's client-side protocol, which sits in a
+        reference cycle: holding the flow past its end would keep it, with its messages,
+        until the garbage collector's next full pass.
+        """
+        self._stored.release()
+        flow, self.flow = self.flow, None
+        if flow is None:
+            return
+        flow.live = False
+        if error is None:
+            self.context.addons.trigger(TcpEndHook(flow))
+        else:
+            flow.error = Error(error)
+            self.context.addons.trigger(TcpErrorHook(flow))
 
     def _close_both(self) -> None:
         for transport in (self.transport, self._server_transport):

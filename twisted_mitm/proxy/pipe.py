@@ -70,6 +70,8 @@ class Side(enum.Enum):
 class Hold(enum.Enum):
     """Why reading is paused: a L{ReaderPump} handing out no events, or a L{Valve} closed."""
 
+    #: a new client: the C{client_connected} hooks have not yet let it in
+    ADMITTING = enum.auto()
     #: a head was read and the hooks have not yet said where its body goes
     DECIDING = enum.auto()
     #: the body's destination is full (backpressure)
@@ -512,6 +514,10 @@ class Transform(Protocol):
     def cancel(self) -> None: ...
 
 
+def _ended(*args: object) -> None:
+    """What an ended L{BodyPipe} calls instead of its owner's callbacks: nothing."""
+
+
 @implementer(IPushProducer)
 class BodyPipe:
     """Forwards one body from a source pump to a destination writer as it arrives.
@@ -519,6 +525,9 @@ class BodyPipe:
     It is registered as the streaming producer of the destination transport for as long
     as the body lasts. C{done} is called once the body was written whole; C{failed}
     once with the reason if either side failed, after which the pipe does nothing more.
+    It then lets go of both callbacks and of the transform: their owner (the exchange)
+    holds the pipe, and that cycle would keep the flow alive until the garbage
+    collector's next full pass.
 
     @ivar size: body bytes received from the source so far.
     """
@@ -593,20 +602,28 @@ class BodyPipe:
         except Exception:
             self._fail(Failure())
             return
-        self._finished = True
-        self._writer.transport.unregisterProducer()
-        self._release_source()
-        self._done()
+        done = self._done
+        self._stop()
+        done()
 
     def _fail(self, reason: Failure) -> None:
         if self._finished:
             return
         self._finished = True
+        failed = self._failed
         if self._transform is not None:
             self._transform.cancel()
+        self._stop()
+        failed(reason)
+
+    def _stop(self) -> None:
+        """The body ended one way or the other: detach from both sides and from the owner."""
+        self._finished = True
         self._writer.transport.unregisterProducer()
         self._release_source()
-        self._failed(reason)
+        self._done = _ended
+        self._failed = _ended
+        self._transform = None
 
     def _set_transform_backlogged(self, backlogged: bool) -> None:
         self._transform_backlogged = backlogged

@@ -69,6 +69,9 @@ _HANDSHAKE_FIELDS = frozenset(
     }
 )
 
+#: The option bounding what one flow keeps.
+_PER_FLOW_OPTION = "websocket_max_stored_bytes"
+
 #: Hook waits (observation hooks in stream mode) allowed before the sockets are paused.
 _STREAM_QUEUE_LIMIT = 32
 
@@ -222,42 +225,9 @@ class ClientLeg(_Leg, WebSocketServerProtocol):
         super().failHandshake(reason, code, responseHeaders)
 
 
-class _Store:
-    """Keeps message payloads in C{flow.websocket.messages} within a byte budget.
-
-    When the budget is passed the oldest payloads are replaced by a marker that says how
-    many bytes were not kept; a single message larger than the budget is never kept.
-    """
-
-    def __init__(self, flow: HTTPFlow, budget: int) -> None:
-        self._flow = flow
-        self.budget = budget
-        self._kept: deque[WebSocketMessage] = deque()
-        self._size = 0
-
-    def add(self, message: WebSocketMessage, size: int | None = None) -> None:
-        """Record C{message}; C{size} is its real size when its content is already a marker."""
-        assert self._flow.websocket is not None
-        self._flow.websocket.messages.append(message)
-        if size is not None:
-            self._count_discarded(size)
-            return
-        self._kept.append(message)
-        self._size += len(message.content)
-        while self._size > self.budget and self._kept:
-            oldest = self._kept.popleft()
-            self._size -= len(oldest.content)
-            self._count_discarded(len(oldest.content))
-            oldest.content = not_stored(len(oldest.content))
-
-    def _count_discarded(self, size: int) -> None:
-        metadata = self._flow.metadata
-        metadata["websocket_bytes_not_stored"] = metadata.get("websocket_bytes_not_stored", 0) + size
-
-
-def not_stored(size: int) -> bytes:
-    """The marker left in place of a payload beyond C{websocket_max_stored_bytes}."""
-    return b"[twisted_mitm: %d bytes not stored (websocket_max_stored_bytes)]" % size
+def not_stored(size: int, option: str) -> bytes:
+    """The marker left in place of a payload that C{option}'s budget did not leave room for."""
+    return b"[twisted_mitm: %d bytes not stored (%s)]" % (size, option.encode())
 
 
 class _Streamed:
@@ -283,7 +253,7 @@ class _Streamed:
         opcode = Opcode.TEXT if self.is_text else Opcode.BINARY
         from_client = source is Side.CLIENT
         if self._pieces is None:
-            return WebSocketMessage(opcode, from_client, not_stored(self.size)), self.size
+            return WebSocketMessage(opcode, from_client, not_stored(self.size, _PER_FLOW_OPTION)), self.size
         return WebSocketMessage(opcode, from_client, b"".join(self._pieces)), None
 
 
@@ -301,7 +271,7 @@ class WebSocketRelay:
         self.flow = flow
         self.streaming = settings.stream_websockets
         self._max_message = settings.websocket_max_message_size
-        self._store = _Store(flow, settings.websocket_max_stored_bytes)
+        self._stored = context.stored.for_flow(settings.websocket_max_stored_bytes, _PER_FLOW_OPTION, self._forget)
         self._server_leg: ServerLeg | None = None
         self._client_leg: ClientLeg | None = None
         self._client_side: ClientStream | None = None
@@ -437,28 +407,29 @@ class WebSocketRelay:
         self._enqueue(self._message_hook, message, True)
 
     def _message_hook(self, message: WebSocketMessage, forward: bool) -> Deferred[None]:
-        self._store.add(message)
+        self._record(message)
         waiting = self.context.addons.trigger(WebsocketMessageHook(self.flow))
         if forward:
             waiting.addCallback(lambda _: self._send_whole(message))
         return waiting
 
     def _send_whole(self, message: WebSocketMessage) -> None:
-        if message.dropped:
-            return
+        """Send a message that passed its hook (unless dropped), then let the store keep it."""
         source = Side.CLIENT if message.from_client else Side.SERVER
-        destination = self._leg(source.other)
-        if source in self._streams:
+        if source in self._streams and not message.dropped:
             self._waiting[source].append(message)
-        elif destination is not None and destination.can_send:
+            return
+        destination = self._leg(source.other)
+        if not message.dropped and destination is not None and destination.can_send:
             try:
                 destination.sendMessage(message.content, isBinary=not message.is_text)
             except Exception:
                 self._log.failure("{url}: cannot send a WebSocket message", url=self.flow.request.pretty_url)
+        self._stored.keep(message, len(message.content))
 
     def stream_begin(self, leg: _Leg, is_text: bool) -> None:
         """A message starts (stream mode): start it on the other leg at once."""
-        self._streams[leg.side] = _Streamed(is_text, self._store.budget)
+        self._streams[leg.side] = _Streamed(is_text, self._stored.budget)
         destination = self._leg(leg.side.other)
         if destination is not None:
             destination.beginMessage(isBinary=not is_text)
@@ -486,9 +457,30 @@ class WebSocketRelay:
         for queued in waiting:
             self._send_whole(queued)
 
-    def _observe(self, message: WebSocketMessage, size: int | None) -> Deferred[None]:
-        self._store.add(message, size)
-        return self.context.addons.trigger(WebsocketMessageHook(self.flow))
+    def _observe(self, message: WebSocketMessage, not_kept: int | None) -> Deferred[None]:
+        """Record a streamed message and run its hook; C{not_kept}: the size of a payload not kept."""
+        self._record(message)
+        if not_kept is not None:
+            self._count_not_stored(not_kept)
+        waiting = self.context.addons.trigger(WebsocketMessageHook(self.flow))
+        if not_kept is None:
+            waiting.addCallback(lambda _: self._stored.keep(message, len(message.content)))
+        return waiting
+
+    # What is kept.
+
+    def _record(self, message: WebSocketMessage) -> None:
+        assert self.flow.websocket is not None
+        self.flow.websocket.messages.append(message)
+
+    def _forget(self, message: WebSocketMessage, size: int, option: str) -> None:
+        """A budget is exceeded: the message stays in the list, its payload becomes a marker."""
+        message.content = not_stored(size, option)
+        self._count_not_stored(size)
+
+    def _count_not_stored(self, size: int) -> None:
+        metadata = self.flow.metadata
+        metadata["websocket_bytes_not_stored"] = metadata.get("websocket_bytes_not_stored", 0) + size
 
     def relay_control(self, leg: _Leg, payload: bytes, ping: bool) -> bool:
         """Pass a ping or pong to the other peer; C{False} if the other leg is not open."""
@@ -569,12 +561,26 @@ class WebSocketRelay:
             return
         self._ended = True
         self.context.websockets.remove(self.flow)
+        self._stored.release()
         websocket = self.flow.websocket
         assert websocket is not None
         websocket.timestamp_end = time.time()
         self.flow.live = False
         if self._started:
             self.context.addons.trigger(WebsocketEndHook(self.flow))
+        self._detach_legs()
+
+    def _detach_legs(self) -> None:
+        """Both connections are gone and nothing more will be reported: the legs let go of the relay.
+
+        The legs stay referenced from the protocols they took over from, which sit in
+        reference cycles (and autobahn holds each leg in a cycle of its own Deferreds); as
+        long as a leg held the relay, the relay and the flow with all its stored messages
+        lived until the garbage collector's next full pass, which may be hours away.
+        """
+        for leg in (self._client_leg, self._server_leg):
+            if leg is not None:
+                del leg.relay
 
     # The queue: hooks one at a time, in arrival order.
 
