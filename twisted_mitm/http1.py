@@ -729,6 +729,13 @@ def parse_absolute_form(target: bytes) -> tuple[bytes, str, int, bytes]:
     return scheme, host, port, path
 
 
+def hostport(scheme: bytes, host: str, port: int, *, always_port: bool = False) -> str:
+    """C{host[:port]} as a Host header or an authority names it: IPv6 in brackets, and the
+    port only when it is not the scheme's default (or always, for a CONNECT target)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == _DEFAULT_PORTS.get(scheme) and not always_port else f"{name}:{port}"
+
+
 def parse_authority_form(target: bytes) -> tuple[str, int]:
     """Split a CONNECT target C{host:port} (RFC 9112 §3.2.3); IPv6 hosts are in brackets.
 

@@ -116,6 +116,12 @@ class _ServerMode(ProxyMode):
         """The server's C{(host, port)}."""
         return self.host, self.port
 
+    @property
+    def url(self) -> str:
+        """The server as C{scheme://host:port}."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class ReverseMode(_ServerMode):

@@ -286,7 +286,7 @@ class ClientSideProtocol(Protocol):
             scheme, host, port = self.tunnel_target
             request = Request(host, port, head.method, scheme, b"", head.target, head.http_version, headers, None, None, time.time(), None)
             if isinstance(self.client.proxy_mode, ReverseMode) and not self.context.settings.keep_host_header:
-                request.host_header = _authority(scheme, host, port)
+                request.host_header = http1.hostport(scheme, host, port)
             return request
         scheme, host, port, path = http1.parse_absolute_form(head.target)
         authority = head.target.split(b"/", 3)[2]
@@ -473,13 +473,6 @@ def release_client(context: ProxyContext, client: Client) -> None:
     """The client's connection is gone: C{client_disconnected} runs."""
     client.timestamp_end = time.time()
     context.addons.trigger(ClientDisconnectedHook(client))
-
-
-def _authority(scheme: bytes, host: str, port: int) -> str:
-    """C{host[:port]} as a Host header names it: the port only when it is not the scheme's default."""
-    name = f"[{host}]" if ":" in host else host
-    default = 443 if scheme == b"https" else 80
-    return name if port == default else f"{name}:{port}"
 
 
 def _cancel(call: IDelayedCall | None) -> None:

@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.proxy.pipe import Hold, Side, Valve
-from twisted_mitm.proxy.serverside import ParkedConnection, tcp_endpoint
+from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.hooks import TcpEndHook, TcpErrorHook, TcpMessageHook, TcpStartHook
 from twisted_mitm.flow import Error
 from twisted_mitm.tcp import TCPFlow, TCPMessage
@@ -76,14 +76,13 @@ class TCPRelay(Protocol):
     #: older messages leave C{flow.messages}, so that a long relay stays bounded in memory
     max_kept_messages = 1000
 
-    def __init__(
-        self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool, parked: ParkedConnection | None = None
-    ) -> None:
+    def __init__(self, context: ProxyContext, client: Client, host: str, port: int, with_hooks: bool, upstreams: ServerConnections) -> None:
         self.context = context
         self.host = host
         self.port = port
-        self._parked = parked
-        server = parked.server if parked is not None else Server(address=(host, port))
+        self._upstreams = upstreams
+        self._parked = upstreams.take_parked()
+        server = self._parked.server if self._parked is not None else Server(address=(host, port))
         self.flow: TCPFlow | None = TCPFlow(client, server, live=True) if with_hooks else None
         self._server_transport: ITransport | None = None
         self._early: list[bytes] = []
@@ -109,8 +108,7 @@ class TCPRelay(Protocol):
             parked, self._parked = self._parked, None
             parked.adopt(_UpstreamLeg(self))
             return
-        endpoint = tcp_endpoint(self.context.reactor, self.host, self.port, self.context.settings.connect_timeout)
-        connecting = connectProtocol(endpoint, _UpstreamLeg(self))
+        connecting = connectProtocol(self._upstreams.endpoint_to(self.host, self.port), _UpstreamLeg(self))
         connecting.addErrback(self._connect_failed)
 
     def _connect_failed(self, reason: Failure) -> None:

@@ -21,7 +21,6 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IConsumer,
-    IHalfCloseableProtocol,
     IHandshakeListener,
     IProtocol,
     IPushProducer,
@@ -37,9 +36,12 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
+from twisted_mitm.mode_specs import UpstreamMode
 from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
+from twisted_mitm.proxy.handover import Handover
 from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_transport
 from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
+from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credentials
 
 if TYPE_CHECKING:
     from twisted_mitm.http import Headers, HTTPFlow, Request
@@ -76,7 +78,9 @@ class ServerSideProtocol(Protocol):
         self.ready: Deferred[ServerSideProtocol] = Deferred()
         self.lost: Deferred[None] = Deferred()
         self._reactor = reactor
-        self._tls = tls
+        self.tls = tls
+        self._absolute_form = False
+        self._proxy_authorization: bytes | None = None
         self._interim = False
         self._switched: IProtocol | None = None
         self.pump = ReaderPump(http1.ResponseReader(), self._event_received, self._protocol_error)
@@ -93,7 +97,7 @@ class ServerSideProtocol(Protocol):
         self.server.sockname = (host.host, host.port)
         tune_transport(self.transport)
         self.pump.attach(self.transport)
-        if not self._tls:
+        if not self.tls:
             self.ready.callback(self)
 
     def handshakeCompleted(self) -> None:
@@ -144,11 +148,23 @@ class ServerSideProtocol(Protocol):
         """Read nothing of the response body until L{read_body}."""
         self.pump.hold(Hold.DECIDING)
 
+    def via_proxy(self, proxy_authorization: bytes | None) -> None:
+        """This connection leads to an upstream HTTP proxy: requests go in absolute form,
+        with C{proxy_authorization} as their C{Proxy-Authorization} if given."""
+        self._absolute_form = True
+        self._proxy_authorization = proxy_authorization
+
     def send_request(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
         """Write the head of C{request} and expect its response (see L{Upstream.send_request})."""
         method = request.data.method
+        target, fields = request.data.path, headers.fields
+        if self._absolute_form:
+            authority = http1.hostport(request.data.scheme, request.host, request.port)
+            target = b"%s://%s%s" % (request.data.scheme, authority.encode("idna"), target)
+            if self._proxy_authorization is not None:
+                fields = (*fields, (b"Proxy-Authorization", self._proxy_authorization))
         try:
-            head = http1.assemble_request_head(method, request.data.path, request.data.http_version, headers.fields)
+            head = http1.assemble_request_head(method, target, request.data.http_version, fields)
         except ValueError as problem:
             raise ProtocolError(502, str(problem)) from None
         self.receiver = receiver
@@ -248,8 +264,7 @@ class ServerSideProtocol(Protocol):
             receiver.server_failed(error)
 
 
-@implementer(IHalfCloseableProtocol)
-class ParkedConnection(Protocol):
+class ParkedConnection(Handover):
     """A connection to the server opened before anyone needs it (C{connection_strategy=eager}).
 
     It reads nothing while it waits (a server that speaks first, say SMTP, has its
@@ -265,7 +280,6 @@ class ParkedConnection(Protocol):
         self.server = server
         self.target = target
         self.lost: Deferred[None] = Deferred()
-        self._delegate: IProtocol | None = None
         self._early: list[bytes] = []
         self._gone: Failure | None = None
 
@@ -278,40 +292,20 @@ class ParkedConnection(Protocol):
 
     def adopt(self, protocol: IProtocol) -> None:
         """Give the connection to C{protocol}: it is connected now, then gets what arrived meanwhile."""
-        self._delegate = protocol
-        protocol.makeConnection(self.transport)
-        early, self._early = self._early, []
-        for data in early:
-            protocol.dataReceived(data)
-        if self._gone is not None:
-            protocol.connectionLost(self._gone)
-        else:
+        early, self._early = b"".join(self._early), []
+        self.hand_over(protocol, early, self._gone)
+        if self._gone is None:
             self.transport.resumeProducing()
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._delegate is None:
-            self._early.append(data)
-        else:
-            self._delegate.dataReceived(data)
+    def received_before(self, data: bytes) -> None:
+        self._early.append(data)
 
-    def readConnectionLost(self) -> None:
-        half_closeable = IHalfCloseableProtocol(self._delegate, None)
-        if half_closeable is not None:
-            half_closeable.readConnectionLost()
-        else:
-            self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        half_closeable = IHalfCloseableProtocol(self._delegate, None)
-        if half_closeable is not None:
-            half_closeable.writeConnectionLost()
+    def lost_before(self, reason: Failure) -> None:
+        self._gone = reason
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self.server.timestamp_end = time.time()
-        if self._delegate is None:
-            self._gone = reason
-        else:
-            self._delegate.connectionLost(reason)
+        super().connectionLost(reason)
         self.lost.callback(None)
 
 
@@ -322,15 +316,38 @@ class ServerConnections:
     place. A new one runs the C{server_connect} hook first: a script may change
     C{data.server.address} to connect elsewhere, or set C{data.server.error} to refuse
     the connection (the client gets a 502 saying so), as in mitmproxy.
+
+    In upstream mode (C{client.proxy_mode} is C{upstream:URL}) every connection goes
+    through that proxy: plain HTTP requests from the proxy port are sent to it in absolute
+    form over one kept connection; anything else reaches its server through the proxy's
+    C{CONNECT} (L{ProxyConnectEndpoint}).
     """
 
     def __init__(self, context: ProxyContext, client: Client, tunnel_host: str | None = None) -> None:
         self._context = context
         self._client = client
         self._tunnel_host = tunnel_host
+        self._via = client.proxy_mode if isinstance(client.proxy_mode, UpstreamMode) else None
         self._current: ServerSideProtocol | None = None
         self._parked: ParkedConnection | None = None
         self._closed = False
+
+    def endpoint_to(self, host: str, port: int) -> IStreamClientEndpoint:
+        """A TCP endpoint for C{host:port}: direct, or through the upstream proxy's C{CONNECT}."""
+        timeout = self._context.settings.connect_timeout
+        if self._via is None:
+            return tcp_endpoint(self._context.reactor, host, port, timeout)
+        return ProxyConnectEndpoint(self._proxy_endpoint(), self._via.url, host, port, self._context.settings.upstream_auth)
+
+    def _proxy_endpoint(self) -> IStreamClientEndpoint:
+        """An endpoint for the upstream proxy itself (TLS to it for an https:// proxy)."""
+        assert self._via is not None
+        reactor, settings = self._context.reactor, self._context.settings
+        endpoint = tcp_endpoint(reactor, self._via.host, self._via.port, settings.connect_timeout)
+        if self._via.scheme == "https":
+            creator = upstream_creator(self._via.host, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+            endpoint = wrapClientTLS(creator, endpoint, clock=reactor)
+        return endpoint
 
     def connect_eagerly(self, host: str, port: int) -> Deferred[None]:
         """Open a connection to C{host:port} now, before anything asks for it (a CONNECT
@@ -346,7 +363,7 @@ class ServerConnections:
         timeout = self._context.settings.connect_timeout
         parked = ParkedConnection(server, target)
         server.timestamp_start = time.time()
-        connecting = tcp_endpoint(self._context.reactor, host, port, timeout).connect(_OneShotFactory(parked))
+        connecting = _bounded(self.endpoint_to(host, port).connect(_OneShotFactory(parked)), self._context.reactor, timeout, lambda: None)
         connecting.addErrback(_connect_failure, host, port, False)
         return connecting.addCallback(self._parked_opened)
 
@@ -365,7 +382,8 @@ class ServerConnections:
     def for_flow(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
         """A connection to the flow's current upstream, reused when it is still good."""
         request = flow.request
-        key: UpstreamKey = (request.data.scheme, request.host, request.port)
+        absolute_form = self._via is not None and self._tunnel_host is None and request.data.scheme == b"http"
+        key: UpstreamKey = (b"http", *self._via.address) if absolute_form and self._via else (request.data.scheme, request.host, request.port)
         current = self._current
         if current is not None and current.key == key and current.connected and current.reusable:
             return succeed(current)
@@ -375,11 +393,11 @@ class ServerConnections:
             return self._adopt(key, parked)
         if parked is not None:
             parked.transport.loseConnection()
-        server = Server(address=(request.host, request.port))
+        server = Server(address=key[1:])
         if request.data.scheme == b"https":
             server.sni = self._sni_for(request.host)
         hook = self._context.addons.trigger(ServerConnectHook(ServerConnectionHookData(server, self._client)))
-        return hook.addCallback(lambda _: self._open(key, server))
+        return hook.addCallback(lambda _: self._open(key, server, absolute_form))
 
     def _sni_for(self, host: str) -> str:
         """The client's own SNI while the request still goes to the tunnel's host, else the host."""
@@ -387,10 +405,20 @@ class ServerConnections:
             return self._client.sni
         return host
 
-    def _open(self, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
+    def _open(self, key: UpstreamKey, server: Server, absolute_form: bool) -> Deferred[ServerSideProtocol]:
         _check_connectable(server)
-        settings = self._context.settings
-        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, self._tls_creator(server))
+        assert server.address is not None
+        reactor, settings = self._context.reactor, self._context.settings
+        tls_creator = self._tls_creator(server)
+        protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
+        if absolute_form:
+            endpoint = self._proxy_endpoint()
+            protocol.via_proxy(basic_credentials(settings.upstream_auth) if settings.upstream_auth else None)
+        else:
+            endpoint = self.endpoint_to(*server.address)
+        if tls_creator is not None:
+            endpoint = wrapClientTLS(tls_creator, endpoint, clock=reactor)
+        connecting = connect_upstream(reactor, protocol, endpoint, settings.connect_timeout)
         connecting.addCallback(self._announce_opened)
         return connecting.addCallback(self._opened)
 
@@ -471,28 +499,21 @@ def _bounded(waiting: Deferred[Any], reactor: Any, timeout: float | None, on_tim
 
 
 def connect_upstream(
-    reactor: Any,
-    key: UpstreamKey,
-    server: Server,
-    timeout: float | None,
-    tls_creator: object | None = None,
+    reactor: Any, protocol: ServerSideProtocol, endpoint: IStreamClientEndpoint, timeout: float | None
 ) -> Deferred[ServerSideProtocol]:
-    """Open a connection for C{key}; fires with a protocol ready for requests.
+    """Connect C{protocol} through C{endpoint}; fires with it once it is ready for requests.
 
     Failures come as L{ProtocolError}: 502 for refused, unresolvable and TLS failures,
     504 when connecting (TCP and TLS together) took longer than C{timeout} seconds.
     """
+    server = protocol.server
     assert server.address is not None
     host, port = server.address
-    endpoint = tcp_endpoint(reactor, host, port, timeout)
-    if tls_creator is not None:
-        endpoint = wrapClientTLS(tls_creator, endpoint, clock=reactor)
-    protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
     server.timestamp_start = time.time()
     connecting = endpoint.connect(_OneShotFactory(protocol))
     connecting.addCallback(lambda connected: connected.ready)
     connecting = _bounded(connecting, reactor, timeout, lambda: None)
-    connecting.addErrback(_connect_failure, host, port, tls_creator is not None)
+    connecting.addErrback(_connect_failure, host, port, protocol.tls)
     return connecting
 
 
@@ -532,6 +553,8 @@ def _cancel_timer(result: object, timer: Any) -> object:
 
 
 def _connect_failure(reason: Failure, host: str, port: int, tls: bool) -> Failure:
+    if reason.check(ProtocolError):
+        return reason
     where = f"{host}:{port}"
     if reason.check(net_error.DNSLookupError):
         raise ProtocolError(502, f"cannot resolve host {host!r}")

@@ -160,7 +160,7 @@ class Tunnel(Protocol):
 
     def _relay(self, with_hooks: bool) -> TCPRelay:
         """A raw relay to the tunnel's target, over the connection opened for the CONNECT if there is one."""
-        return TCPRelay(self.context, self.client, self.host, self.port, with_hooks, self._upstreams.take_parked())
+        return TCPRelay(self.context, self.client, self.host, self.port, with_hooks, self._upstreams)
 
     def _stop_waiting(self) -> None:
         if self._waiting is not None and self._waiting.active():
