@@ -38,11 +38,12 @@ from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
-from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_transport
+from twisted_mitm.proxy import framing
+from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
 from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
 
 if TYPE_CHECKING:
-    from twisted_mitm.http import HTTPFlow
+    from twisted_mitm.http import Headers, HTTPFlow, Request
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import ResponseReceiver
 
@@ -144,11 +145,23 @@ class ServerSideProtocol(Protocol):
         """Read nothing of the response body until L{read_body}."""
         self.pump.hold(Hold.DECIDING)
 
-    def send_request(self, method: bytes, head: bytes, receiver: ResponseReceiver) -> None:
-        """Write a request head and expect its response."""
+    def send_whole_request(self, request: Request, headers: Headers, receiver: ResponseReceiver, done: Callable[[], None]) -> None:
+        """Send a request held in memory with an exact length, and expect its response."""
+        headers, body = framing.buffered_request(request, headers)
+        self._send_head(request, headers, receiver)
+        PacedWriter.write(self.transport, body, done)
+
+    def start_request(self, request: Request, source: http1.BodyFraming, transformed: bool, receiver: ResponseReceiver) -> BodyWriter:
+        """Send the head of a streamed request; the writer frames its body (see L{framing.streamed_request})."""
+        headers, make_writer = framing.streamed_request(request, source, transformed)
+        self._send_head(request, headers, receiver)
+        return make_writer(self.transport)
+
+    def _send_head(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
+        head = framing.request_head(request, headers)
         self.receiver = receiver
         self.requests_sent += 1
-        self.pump.reader.expect_response(method)
+        self.pump.reader.expect_response(request.data.method)
         self.transport.write(head)
 
     def watch_silence(self, timeout: float, on_silence: Callable[[float], None]) -> None:
