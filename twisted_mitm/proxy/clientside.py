@@ -37,7 +37,9 @@ from twisted_mitm.flow import Error
 from twisted_mitm.hooks import ClientConnectedHook, ClientDisconnectedHook, ErrorHook, HttpConnectHook
 from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.proxy import framing
+from twisted_mitm.http2 import ALPN_H2
 from twisted_mitm.proxy.exchange import Exchange, error_response
+from twisted_mitm.proxy.h2clientside import H2ClientSideProtocol
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerConnections
@@ -349,9 +351,13 @@ class ClientSideProtocol(Protocol):
             self._log.info("{client}: CONNECT {host}:{port}: {reason}", client=_address(self.client), host=flow.request.host, port=flow.request.port, reason=error.reason)
             self._answer_and_close(error_response(error.status, error.reason), flow.request.data.http_version)
 
-    def _inner_http(self, client: Client, target: TunnelTarget) -> ClientSideProtocol:
-        """The protocol for HTTP inside one of this connection's tunnels: its upstream
-        connections are the tunnel's, starting with the one opened for the CONNECT."""
+    def _inner_http(self, client: Client, target: TunnelTarget, alpn: bytes) -> IProtocol:
+        """The protocol for HTTP inside one of this connection's tunnels (HTTP/2 if that
+        was agreed by ALPN): its upstream connections are the tunnel's, starting with the
+        one opened for the CONNECT."""
+        assert self._upstreams is not None
+        if alpn == ALPN_H2:
+            return H2ClientSideProtocol(self.context, client, target, self._upstreams)
         return ClientSideProtocol(self.context, client, target, self._upstreams)
 
     def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: Upstream | None = None) -> None:

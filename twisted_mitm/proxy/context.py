@@ -52,6 +52,7 @@ class ProxySettings:
     idle_timeout: float | None
     head_timeout: float | None
     connect_eagerly: bool
+    http2: bool
 
     @classmethod
     def from_options(cls, options: Options) -> ProxySettings:
@@ -72,6 +73,7 @@ class ProxySettings:
             idle_timeout=_seconds(options.connection_idle_timeout),
             head_timeout=_seconds(options.request_head_timeout),
             connect_eagerly=options.connection_strategy == "eager",
+            http2=options.http2,
         )
 
     def intercepts(self, host: str, port: int) -> bool:

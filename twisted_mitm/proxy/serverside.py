@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -40,7 +40,9 @@ from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
+from twisted_mitm.http2 import ALPN_H2
+from twisted_mitm.proxy.h2serverside import H2ServerSideProtocol
+from twisted_mitm.proxy.tls import HTTP11, describe_tls_failure, upstream_creator
 
 if TYPE_CHECKING:
     from twisted_mitm.http import Headers, HTTPFlow, Request
@@ -123,6 +125,15 @@ class ServerSideProtocol(Protocol):
         if self._switched is not None:
             self._switched.connectionLost(reason)
         self.lost.callback(None)
+
+    @property
+    def available(self) -> bool:
+        """Whether this connection can carry a new exchange now (HTTP/1: one at a time)."""
+        return self.connected and self.reusable and self.receiver is None and self._switched is None
+
+    def next_upstream(self) -> Deferred[ServerSideProtocol]:
+        """This connection, as the upstream of the next exchange."""
+        return succeed(self)
 
     # The Upstream an exchange sees (twisted_mitm.proxy.streams).
 
@@ -323,22 +334,83 @@ class ParkedConnection(Protocol):
         self.lost.callback(None)
 
 
+@implementer(IHandshakeListener)
+class NegotiatedProtocol(Protocol):
+    """A TLS connection to the server that becomes HTTP/2 or HTTP/1 as ALPN decides.
+
+    C{h2} was offered; once the handshake is done, the protocol for what the server
+    chose is connected to the transport and gets everything read from then on.
+
+    @ivar ready: fires with that protocol once it can carry requests, or fails.
+    """
+
+    def __init__(self, key: UpstreamKey, server: Server, reactor: IReactorTime) -> None:
+        self.key = key
+        self.server = server
+        self.ready: Deferred[UpstreamConnection] = Deferred()
+        self._reactor = reactor
+        self._chosen: UpstreamConnection | None = None
+
+    def connectionMade(self) -> None:
+        self.server.timestamp_tcp_setup = time.time()
+
+    def handshakeCompleted(self) -> None:
+        alpn = self.transport.negotiatedProtocol
+        self.server.alpn = alpn
+        chosen: UpstreamConnection
+        if alpn == ALPN_H2:
+            chosen = H2ServerSideProtocol(self.key, self.server, self._reactor)
+        else:
+            chosen = ServerSideProtocol(self.key, self.server, self._reactor, tls=True)
+        self._chosen = chosen
+        self.server.tls_established = True
+        chosen.ready.chainDeferred(self.ready)
+        chosen.makeConnection(self.transport)
+        if isinstance(chosen, ServerSideProtocol):
+            chosen.handshakeCompleted()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._chosen is not None:
+            self._chosen.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        if self._chosen is not None:
+            self._chosen.connectionLost(reason)
+        elif not self.ready.called:
+            self.ready.errback(reason)
+
+    def abort(self) -> None:
+        """Drop the connection now (connecting took too long)."""
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+
+#: An open upstream connection of either HTTP version.
+UpstreamConnection = Union[ServerSideProtocol, H2ServerSideProtocol]
+
+
 class ServerConnections:
     """The upstream connections of one client connection: opened, reused, closed.
 
-    One connection is kept and reused while the client's requests go to the same
-    place. A new one runs the C{server_connect} hook first: a script may change
-    C{data.server.address} to connect elsewhere, or set C{data.server.error} to refuse
-    the connection (the client gets a 502 saying so), as in mitmproxy.
+    A connection is kept and reused while the client's requests go to the same place
+    (an HTTP/1 connection carries one exchange at a time, an HTTP/2 one many); moving to
+    another place closes the idle connections to the old one. A new connection runs the
+    C{server_connect} hook first: a script may change C{data.server.address} to connect
+    elsewhere, or set C{data.server.error} to refuse the connection (the client gets a
+    502 saying so), as in mitmproxy.
+
+    @ivar offer_h2: offer C{h2} by ALPN to TLS servers (the client speaks HTTP/2 too).
     """
 
     def __init__(self, context: ProxyContext, client: Client, tunnel_host: str | None = None) -> None:
         self._context = context
         self._client = client
         self._tunnel_host = tunnel_host
-        self._current: ServerSideProtocol | None = None
+        self._kept: list[UpstreamConnection] = []
         self._parked: ParkedConnection | None = None
         self._closed = False
+        self.offer_h2 = False
+        self._alpn_offers: tuple[bytes, ...] = (ALPN_H2, HTTP11)
 
     def connect_eagerly(self, host: str, port: int) -> Deferred[None]:
         """Open a connection to C{host:port} now, before anything asks for it (a CONNECT
@@ -370,22 +442,37 @@ class ServerConnections:
         parked, self._parked = self._parked, None
         return parked
 
-    def for_flow(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
-        """A connection to the flow's current upstream, reused when it is still good."""
+    def for_flow(self, flow: HTTPFlow) -> Deferred[Any]:
+        """An upstream for the flow's current target: a kept connection (or a new stream
+        on it) when one is free, else a new connection."""
         request = flow.request
         key: UpstreamKey = (request.data.scheme, request.host, request.port)
-        current = self._current
-        if current is not None and current.key == key and current.connected and current.reusable:
-            return succeed(current)
-        self._drop_current()
+        self._kept = [connection for connection in self._kept if connection.connected]
+        for connection in self._kept:
+            if connection.key == key and connection.available:
+                return connection.next_upstream()
+        self._drop_idle_except(key)
+        return self._connect(key).addCallback(lambda connection: connection.next_upstream())
+
+    def negotiate(self, host: str, port: int, offers: tuple[bytes, ...]) -> Deferred[bytes | None]:
+        """Connect to the tunnel's server with TLS now, offering the client's C{offers} by ALPN;
+        fires with what the server chose, so the client can be offered the same."""
+        self.offer_h2 = ALPN_H2 in offers
+        self._alpn_offers = offers
+        connecting = self._connect((b"https", host, port))
+        return connecting.addCallback(lambda connection: connection.server.alpn)
+
+    def _connect(self, key: UpstreamKey) -> Deferred[UpstreamConnection]:
+        """A new connection for C{key}: the one opened for the CONNECT if it goes there, else a new one."""
+        scheme, host, port = key
         parked = self.take_parked()
-        if parked is not None and parked.target == (request.host, request.port):
+        if parked is not None and parked.target == (host, port):
             return self._adopt(key, parked)
         if parked is not None:
             parked.transport.loseConnection()
-        server = Server(address=(request.host, request.port))
-        if request.data.scheme == b"https":
-            server.sni = self._sni_for(request.host)
+        server = Server(address=(host, port))
+        if scheme == b"https":
+            server.sni = self._sni_for(host)
         hook = self._context.addons.trigger(ServerConnectHook(ServerConnectionHookData(server, self._client)))
         return hook.addCallback(lambda _: self._open(key, server))
 
@@ -395,21 +482,23 @@ class ServerConnections:
             return self._client.sni
         return host
 
-    def _open(self, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
+    def _open(self, key: UpstreamKey, server: Server) -> Deferred[UpstreamConnection]:
         _check_connectable(server)
         settings = self._context.settings
-        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, self._tls_creator(server))
+        connecting = connect_upstream(
+            self._context.reactor, key, server, settings.connect_timeout, self._tls_creator(server), self.offer_h2
+        )
         connecting.addCallback(self._announce_opened)
         return connecting.addCallback(self._opened)
 
-    def _adopt(self, key: UpstreamKey, parked: ParkedConnection) -> Deferred[ServerSideProtocol]:
+    def _adopt(self, key: UpstreamKey, parked: ParkedConnection) -> Deferred[UpstreamConnection]:
         """Carry the flow over the connection opened eagerly for its tunnel (TLS first, for HTTPS)."""
         server = parked.server
         if key[0] == b"https":
             server.sni = self._sni_for(key[1])
         reactor = self._context.reactor
         tls_creator = self._tls_creator(server)
-        protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
+        protocol = _upstream_protocol(key, server, reactor, tls_creator is not None, self.offer_h2)
         if tls_creator is None:
             parked.adopt(protocol)
         else:
@@ -423,7 +512,8 @@ class ServerConnections:
         if server.sni is None:
             return None
         settings = self._context.settings
-        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+        alpn = self._alpn_offers if self.offer_h2 else (HTTP11,)
+        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path, alpn=alpn)
 
     def _announce(self, server: Server, lost: Deferred[None]) -> None:
         """A connection to C{server} is up: C{server_connected} now, C{server_disconnected} when C{lost} fires."""
@@ -431,35 +521,49 @@ class ServerConnections:
         self._context.addons.trigger(ServerConnectedHook(data))
         lost.addCallback(lambda _: self._context.addons.trigger(ServerDisconnectedHook(data)))
 
-    def _announce_opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
+    def _announce_opened(self, protocol: UpstreamConnection) -> UpstreamConnection:
         self._announce(protocol.server, protocol.lost)
         return protocol
 
-    def _opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
+    def _opened(self, protocol: UpstreamConnection) -> UpstreamConnection:
         if self._closed:
             # The client left while this connection was being opened: nobody will use it.
             protocol.close()
         else:
-            self._current = protocol
+            self._kept.append(protocol)
         return protocol
 
     def hand_over(self, protocol: object) -> None:
         """C{protocol} now belongs to someone else (a WebSocket relay): forget it."""
-        if protocol is self._current:
-            self._current = None
+        self._kept = [connection for connection in self._kept if connection is not protocol]
 
     def close(self) -> None:
-        """Close the kept connection, if any, and any that is still being opened."""
+        """Close the kept connections, and any that is still being opened."""
         self._closed = True
-        self._drop_current()
+        kept, self._kept = self._kept, []
+        for connection in kept:
+            connection.close()
         parked = self.take_parked()
         if parked is not None:
             parked.transport.loseConnection()
 
-    def _drop_current(self) -> None:
-        current, self._current = self._current, None
-        if current is not None:
-            current.close()
+    def _drop_idle_except(self, key: UpstreamKey) -> None:
+        """Close the idle connections that go elsewhere than C{key} (the client moved on)."""
+        for connection in list(self._kept):
+            if connection.key != key and connection.available and _idle(connection):
+                self._kept.remove(connection)
+                connection.close()
+
+
+def _idle(connection: UpstreamConnection) -> bool:
+    return not isinstance(connection, H2ServerSideProtocol) or not connection.streams
+
+
+def _upstream_protocol(key: UpstreamKey, server: Server, reactor: IReactorTime, tls: bool, offer_h2: bool) -> Any:
+    """The protocol of a new upstream connection: one that follows ALPN when C{h2} is offered."""
+    if tls and offer_h2:
+        return NegotiatedProtocol(key, server, reactor)
+    return ServerSideProtocol(key, server, reactor, tls=tls)
 
 
 def _check_connectable(server: Server) -> None:
@@ -484,7 +588,8 @@ def connect_upstream(
     server: Server,
     timeout: float | None,
     tls_creator: object | None = None,
-) -> Deferred[ServerSideProtocol]:
+    offer_h2: bool = False,
+) -> Deferred[UpstreamConnection]:
     """Open a connection for C{key}; fires with a protocol ready for requests.
 
     Failures come as L{ProtocolError}: 502 for refused, unresolvable and TLS failures,
@@ -495,7 +600,7 @@ def connect_upstream(
     endpoint = tcp_endpoint(reactor, host, port, timeout)
     if tls_creator is not None:
         endpoint = wrapClientTLS(tls_creator, endpoint, clock=reactor)
-    protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
+    protocol = _upstream_protocol(key, server, reactor, tls_creator is not None, offer_h2)
     server.timestamp_start = time.time()
     connecting = endpoint.connect(_OneShotFactory(protocol))
     connecting.addCallback(lambda connected: connected.ready)
