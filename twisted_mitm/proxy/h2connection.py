@@ -16,9 +16,11 @@ Flow control is the backpressure (docs/http2.md):
     stream can never use up the window the other streams need.
   - A L{StreamOutput} sends what the peer's window for its stream allows and keeps the
     rest; while it keeps anything it pauses its producer (the pipe), which stops the
-    source. A full transport pauses every stream's producer and stops reading, so a
-    peer that does not read what it asks for (PING or SETTINGS floods) is not answered
-    into memory.
+    source. A full transport pauses every stream's producer.
+  - A peer that does not read what it makes the proxy send (PING or SETTINGS floods,
+    whose answers C{h2} writes on its own) cannot grow the transport's buffer without
+    bound: past L{FLOOD_LIMIT} bytes written while the transport is full, the connection
+    is dropped.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ MAX_STREAMS = 100
 CONNECTION_WINDOW = STREAM_WINDOW * MAX_STREAMS
 #: Largest decoded header block accepted (SETTINGS_MAX_HEADER_LIST_SIZE, enforced by HPACK).
 MAX_HEADER_LIST = 64 * 1024
+#: Bytes the proxy writes to a transport that is already full before it gives up on the peer.
+FLOOD_LIMIT = 1024 * 1024
 _DEFAULT_WINDOW = 65535
 
 
@@ -86,6 +90,7 @@ class H2Connection(Protocol):
         self.streams: dict[int, H2Stream] = {}
         self.transport_full = False
         self.connected = False
+        self._written_while_full = 0
 
     # Twisted callbacks.
 
@@ -160,8 +165,14 @@ class H2Connection(Protocol):
     def send_pending(self) -> None:
         """Write what C{h2} has to send."""
         data = self.h2.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+        if not data or self.transport is None:
+            return
+        self.transport.write(data)
+        if self.transport_full:
+            self._written_while_full += len(data)
+            if self._written_while_full > FLOOD_LIMIT and self.connected:
+                self._log.warn("{peer}: the peer reads nothing of what it keeps asking for; dropping the connection", peer=self.peer_name())
+                self.transport.abortConnection()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """C{size} flow-controlled bytes of C{stream_id} were passed on: let the peer send more."""
@@ -192,12 +203,9 @@ class H2Connection(Protocol):
             stream.fail(error)
 
     def transport_paused(self, paused: bool) -> None:
-        """The transport is full (or drained): stop (or resume) sending and reading."""
+        """The transport is full (or drained): stop (or resume) sending stream data."""
         self.transport_full = paused
-        if paused:
-            self.transport.pauseProducing()
-        else:
-            self.transport.resumeProducing()
+        self._written_while_full = 0
         for stream in list(self.streams.values()):
             stream.output.flush()
 
