@@ -14,17 +14,20 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives.serialization import Encoding
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
-from tests.h2peers import Answer, H2Origin, H2TestClient, ReceivedRequest, h2_tls_options
+from tests.h2peers import Answer, H2Origin, H2TestClient, h2_tls_options
 from tests.memorynet import MemoryClient, MemoryNetwork
 from tests.support import HookRecorder, RawOrigin, origin_ca_path, origin_certificate, respond, shared_confdir
 from twisted_mitm.certs import CertStore
 from twisted_mitm.http import HTTPFlow
 from twisted_mitm.proxy.h2clientside import RAPID_RESETS
-from twisted_mitm.proxy.h2connection import MAX_HEADER_LIST, MAX_STREAMS, STREAM_WINDOW
+from twisted_mitm.proxy.h2connection import MAX_HEADER_LIST, MAX_STREAMS, STREAM_WINDOW, H2Connection, H2Stream
 
 ORIGIN = ("10.0.0.2", 443)
 
@@ -310,3 +313,33 @@ class FailureTests(SynchronousTestCase):
         setup.settle()
         self.assertIsNotNone(client.terminated)
         self.assertEqual(setup.origin.requests, [])
+
+
+class IdleTests(SynchronousTestCase):
+    """An HTTP/2 connection without streams does not stay open forever."""
+
+    def test_idle_connection_closed(self) -> None:
+        """After connection_idle_timeout seconds without a stream, the proxy sends GOAWAY and closes TLS."""
+        setup = H2Setup(self, options=("connection_idle_timeout=30",))
+        client = setup.h2_client()
+        stream = client.request(b"/once")
+        setup.settle()
+        self.assertTrue(client.responses[stream].ended)
+        setup.network.advance(29)
+        setup.settle()
+        self.assertIsNone(client.terminated)
+        setup.network.advance(2)
+        setup.settle()
+        self.assertEqual(client.terminated, ErrorCodes.NO_ERROR)
+        self.assertIsNotNone(setup.inside.lost)
+        self.assertTrue(setup.network.clients[0].proxy_end.disconnected)
+
+
+class InterfaceTests(SynchronousTestCase):
+    """A stream's halves provide the Twisted interfaces the pipe relies on."""
+
+    def test_stream_halves(self) -> None:
+        """StreamInput is an IPushProducer (what a full destination pauses), StreamOutput an IConsumer."""
+        stream = H2Stream(H2Connection(client_side=False, reactor=MemoryReactorClock()), 1)
+        self.assertTrue(verifyObject(IPushProducer, stream.input))
+        self.assertTrue(verifyObject(IConsumer, stream.output))

@@ -28,7 +28,8 @@ HTTP2 = b"HTTP/2.0"
 #: The ALPN name of HTTP/2 over TLS.
 ALPN_H2 = b"h2"
 
-#: Fields that describe one HTTP/1 connection and must not cross into HTTP/2 (RFC 9113 §8.2.2).
+#: Fields that describe one HTTP/1 connection (RFC 9113 §8.2.2), or are meant for the
+#: proxy itself: never sent to an HTTP/2 peer.
 CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"transfer-encoding", b"upgrade"})
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}

@@ -7,6 +7,7 @@ becomes an L{H2ClientStream}, the L{ClientStream} of its own L{Exchange}; stream
 concurrently, unlike HTTP/1's pipelined requests. Their upstreams come from the
 tunnel's L{ServerConnections}, as for HTTP/1.
 
+A connection without a stream for C{connection_idle_timeout} seconds is closed (GOAWAY).
 A client that resets many streams it just opened (the "rapid reset" attack) makes the
 proxy start exchanges it never finishes: more than L{RAPID_RESETS} resets of unanswered
 streams within L{RAPID_RESET_SECONDS} end the connection with GOAWAY
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 import h2.events
 from h2.errors import ErrorCodes
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import IConsumer, IHandshakeListener, IProtocol, IPushProducer
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IHandshakeListener, IProtocol, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -59,6 +60,11 @@ class H2ClientSideProtocol(H2Connection):
         self.target = target
         self._upstreams = upstreams
         self._resets: collections.deque[float] = collections.deque()
+        self._idle_timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._start_idle_timer()
 
     def handshakeCompleted(self) -> None:
         """TLS with the client is up: record what was agreed."""
@@ -69,6 +75,7 @@ class H2ClientSideProtocol(H2Connection):
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self.connected = False
+        self._stop_idle_timer()
         for stream in list(self.streams.values()):
             self.forget(stream)
             stream.client_gone()
@@ -80,8 +87,31 @@ class H2ClientSideProtocol(H2Connection):
         else:
             super().event_received(event)
 
+    def forget(self, stream: H2Stream) -> None:
+        super().forget(stream)
+        if not self.streams and self.connected:
+            self._start_idle_timer()
+
+    def _start_idle_timer(self) -> None:
+        timeout = self.context.settings.idle_timeout
+        if timeout is not None and self._idle_timer is None:
+            self._idle_timer = self.reactor.callLater(timeout, self._idle_timed_out)
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        self._idle_timer = None
+
+    def _idle_timed_out(self) -> None:
+        self._idle_timer = None
+        if not self.streams and self.connected:
+            self.h2.close_connection()
+            self.send_pending()
+            self.close_transport()
+
     def _request_received(self, event: h2.events.RequestReceived) -> None:
         assert event.stream_id is not None and event.headers is not None
+        self._stop_idle_timer()
         ends_stream = event.stream_ended is not None
         fields = tuple(event.headers)
         stream = H2ClientStream(self, event.stream_id, http2.body_framing(fields, ends_stream))
@@ -107,7 +137,7 @@ class H2ClientSideProtocol(H2Connection):
             self._log.warn("{client}: more than {count} streams reset within {seconds:g}s; closing the connection", client=self.peer_name(), count=RAPID_RESETS, seconds=RAPID_RESET_SECONDS)
             self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
             self.send_pending()
-            self.transport.loseConnection()
+            self.close_transport()
 
 
 class H2ClientStream(H2Stream):

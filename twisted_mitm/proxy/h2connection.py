@@ -109,7 +109,7 @@ class H2Connection(Protocol):
             self._log.info("{peer}: HTTP/2 protocol error: {error}", peer=self.peer_name(), error=error)
             self.send_pending()
             self.fail_all(ProtocolError(502, f"HTTP/2 protocol error: {error}"))
-            self.transport.loseConnection()
+            self.close_transport()
             return
         for event in events:
             self.event_received(event)
@@ -153,7 +153,7 @@ class H2Connection(Protocol):
             if stream.stream_id > last:
                 self.forget(stream)
                 stream.fail(ProtocolError(502, f"the peer closed the HTTP/2 connection (GOAWAY {_code(event.error_code)})"))
-        self.transport.loseConnection()
+        self.close_transport()
 
     def _window_opened(self, stream: H2Stream | None) -> None:
         streams = [stream] if stream is not None else list(self.streams.values())
@@ -208,6 +208,12 @@ class H2Connection(Protocol):
         self._written_while_full = 0
         for stream in list(self.streams.values()):
             stream.output.flush()
+
+    def close_transport(self) -> None:
+        """Close the connection once what was written went out (TLS waits for no producer)."""
+        if self.transport is not None and self.connected:
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
 
     def peer_name(self) -> str:
         """The peer's address, for log lines."""

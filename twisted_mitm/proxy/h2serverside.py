@@ -104,7 +104,7 @@ class H2ServerSideProtocol(H2Connection):
         if self.connected:
             self.h2.close_connection()
             self.send_pending()
-            self.transport.loseConnection()
+            self.close_transport()
 
     def abort(self) -> None:
         """Drop the connection now."""
