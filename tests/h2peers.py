@@ -73,9 +73,16 @@ class H2Origin:
         self.sent: dict[int, int] = {}
         self.resets: list[int] = []
         self.connections: list[_H2OriginProtocol] = []
+        self.lost: list[_H2OriginProtocol] = []
 
     def factory(self) -> Factory:
         return Factory.forProtocol(lambda: _H2OriginProtocol(self))
+
+    def abort_connections(self) -> None:
+        """Drop every connection still open (a test's cleanup)."""
+        for connection in self.connections:
+            if connection not in self.lost:
+                connection.transport.abortConnection()
 
 
 class _H2OriginProtocol(Protocol):
@@ -89,6 +96,9 @@ class _H2OriginProtocol(Protocol):
         self.origin.connections.append(self)
         self.conn.initiate_connection()
         self.flush()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.origin.lost.append(self)
 
     def dataReceived(self, data: bytes) -> None:
         for event in self.conn.receive_data(data):

@@ -15,7 +15,7 @@ def start_h2_origin(test: TestCase, handler: object, protocols: tuple[bytes, ...
     origin = H2Origin(handler)  # type: ignore[arg-type]
     tls = h2_tls_options(origin_certificate("127.0.0.1"), protocols)
     port = listen(test, TLSMemoryBIOFactory(tls, False, origin.factory()))
-    test.addCleanup(lambda: [connection.transport.abortConnection() for connection in origin.connections])
+    test.addCleanup(origin.abort_connections)
     return origin, port
 
 
