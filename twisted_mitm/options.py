@@ -617,5 +617,11 @@ def default_options() -> Options:
         "gets a 408 and is disconnected. 0: no limit.",
         check=check_seconds,
     )
+    add(
+        "http2", bool, True,
+        "Enable/disable HTTP/2. When enabled, a client that offers h2 inside an intercepted "
+        "TLS tunnel gets it if the server agrees to it too (the proxy connects to the server "
+        "first and mirrors what it chose); when disabled, both sides speak HTTP/1.1.",
+    )
     options.subscribe(_check_host_filters(options))
     return options

@@ -12,6 +12,7 @@ the tunnel turns out to carry (see L{twisted_mitm.proxy.tunnel}).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
@@ -44,9 +45,12 @@ from twisted_mitm.hooks import (
 )
 from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.mode_specs import ProxyMode, RegularMode, ReverseMode
+from twisted_mitm.proxy import framing
+from twisted_mitm.http2 import ALPN_H2
 from twisted_mitm.proxy.exchange import Exchange, error_response
+from twisted_mitm.proxy.h2clientside import H2ClientSideProtocol
 from twisted_mitm.proxy.framing import buffered_response
-from twisted_mitm.proxy.pipe import BodySink, Hold, ReaderPump, tune_transport
+from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tls import log_client_tls_failure
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
@@ -197,6 +201,23 @@ class ClientSideProtocol(Protocol):
         """Send several pieces to the client without joining them."""
         self.transport.writeSequence(pieces)
 
+    def send_interim(self, status_code: int, reason: bytes, headers: Fields) -> None:
+        """Send an informational (1xx) response."""
+        self.write(http1.assemble_response_head(b"HTTP/1.1", status_code, reason, headers))
+
+    def send_whole_response(self, request: Request, response: Response, has_body: bool, done: Callable[[], None]) -> None:
+        """Send a response held in memory with an exact length; C{done()} once handed over."""
+        headers, body = buffered_response(response, request.data.http_version, has_body)
+        PacedWriter.write(self.transport, [framing.response_head(response, headers), *body], done)
+
+    def start_response(
+        self, request: Request, response: Response, source: http1.BodyFraming | None, transformed: bool
+    ) -> tuple[BodyWriter, bool]:
+        """Send the head of a streamed response; the writer frames its body (see L{framing.streamed_response})."""
+        headers, make_writer, close = framing.streamed_response(response.headers, source, transformed, request.data.http_version)
+        self.write(framing.response_head(response, headers))
+        return make_writer(self.transport), close or framing.closes(headers)
+
     def abort(self) -> None:
         """Drop the client connection now (a response cannot be completed)."""
         self._closing = True
@@ -309,8 +330,7 @@ class ClientSideProtocol(Protocol):
     def _answer_and_close(self, response: Response, client_version: bytes) -> None:
         """Send a response made by the proxy or a hook, then close the connection."""
         headers, body = buffered_response(response, client_version, True)
-        head = http1.assemble_response_head(response.data.http_version, response.status_code, response.data.reason, headers.fields)
-        self.write_sequence([head, *body])
+        self.write_sequence([framing.response_head(response, headers), *body])
         self._closing = True
         self.transport.loseConnection()
 
@@ -360,10 +380,11 @@ class ClientSideProtocol(Protocol):
             self._log.info("{client}: CONNECT {host}:{port}: {reason}", client=_address(self.client), host=flow.request.host, port=flow.request.port, reason=error.reason)
             self._answer_and_close(error_response(error.status, error.reason), flow.request.data.http_version)
 
-    def _inner_http(self, client: Client, target: TunnelTarget) -> ClientSideProtocol:
+    def _inner_http(self, client: Client, target: TunnelTarget, alpn: bytes) -> IProtocol:
         """The protocol for HTTP inside one of this connection's tunnels: its upstream
         connections are the tunnel's, starting with the one opened for the CONNECT."""
-        return ClientSideProtocol(self.context, client, target, self._upstreams)
+        assert self._upstreams is not None
+        return inner_http_protocol(self.context, client, target, self._upstreams, alpn)
 
     def switch_protocols(self, protocol: IProtocol, replay: bytes = b"", upstream: Upstream | None = None) -> None:
         """Hand the connection to C{protocol}: it left HTTP/1 (CONNECT tunnel, WebSocket).
@@ -457,6 +478,15 @@ class _Drain(Protocol):
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self._timer = _cancel(self._timer)
+
+
+def inner_http_protocol(
+    context: ProxyContext, client: Client, target: TunnelTarget, upstreams: ServerConnections, alpn: bytes
+) -> IProtocol:
+    """The protocol for the HTTP inside a tunnel to C{target}: HTTP/2 if ALPN agreed on it."""
+    if alpn == ALPN_H2:
+        return H2ClientSideProtocol(context, client, target, upstreams)
+    return ClientSideProtocol(context, client, target, upstreams)
 
 
 def accept_client(context: ProxyContext, transport: ITransport, mode: ProxyMode) -> tuple[Client, Deferred[None]]:

@@ -58,6 +58,7 @@ class ProxySettings:
     connect_eagerly: bool
     keep_host_header: bool
     upstream_auth: str | None
+    http2: bool
 
     @classmethod
     def from_options(cls, options: Options) -> ProxySettings:
@@ -82,6 +83,7 @@ class ProxySettings:
             connect_eagerly=options.connection_strategy == "eager",
             keep_host_header=options.keep_host_header,
             upstream_auth=options.upstream_auth,
+            http2=options.http2,
         )
 
     def intercepts(self, host: str, port: int) -> bool:

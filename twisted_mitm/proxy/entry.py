@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from twisted_mitm.connection import Client
 from twisted_mitm.mode_specs import ProxyMode, ReverseMode
-from twisted_mitm.proxy.clientside import ClientSideProtocol, accept_client, release_client
+from twisted_mitm.proxy.clientside import accept_client, inner_http_protocol, release_client
 from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 
@@ -98,8 +98,9 @@ class ModeEntry(Protocol):
         if data:
             tunnel.dataReceived(data)
 
-    def _inner_http(self, client: Client, target: TunnelTarget) -> ClientSideProtocol:
-        return ClientSideProtocol(self.context, client, target, self._upstreams, self.mode)
+    def _inner_http(self, client: Client, target: TunnelTarget, alpn: bytes) -> IProtocol:
+        assert self._upstreams is not None
+        return inner_http_protocol(self.context, client, target, self._upstreams, alpn)
 
     def refuse(self, reason: str) -> None:
         """End the connection before a tunnel opened, with a log line."""

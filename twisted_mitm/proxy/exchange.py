@@ -17,7 +17,7 @@ import enum
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -35,15 +35,16 @@ from twisted_mitm.hooks import (
 )
 from twisted_mitm.http import Headers, HTTPFlow, Message, Request, Response
 from twisted_mitm.proxy import framing
-from twisted_mitm.proxy.pipe import BodyPipe, BufferSink, DiscardSink, Fields, PacedWriter
+from twisted_mitm.proxy.pipe import BodyPipe, BodyWriter, BufferSink, DiscardSink, Fields
 from twisted_mitm.proxy.transform import make_transform
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IConsumer
-
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import BodySource, ClientStream, Upstream, UpstreamSource
     from twisted_mitm.proxy.wsrelay import WebSocketRelay
+
+
+T = TypeVar("T")
 
 
 def error_response(status: int, reason: str) -> Response:
@@ -192,10 +193,10 @@ class Transfer:
         self.message.stream = self.message.stream or True
         self._when_destination_ready(self._start_pipe, buffered)
 
-    def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
+    def _when_destination_ready(self, then: Callable[[list[http1.Data]], None], buffered: list[http1.Data]) -> None:
         raise NotImplementedError
 
-    def _start_pipe(self, destination: IConsumer, buffered: list[http1.Data]) -> None:
+    def _start_pipe(self, buffered: list[http1.Data]) -> None:
         transform = make_transform(self.message.stream, self.exchange.context.reactor)
         if framing.framing_edited(self.message.headers, self.body_framing):
             self.exchange.log.warn(
@@ -204,27 +205,35 @@ class Transfer:
                 url=self.exchange.flow.request.pretty_url,
                 kind=self.kind,
             )
-        make_writer = self._write_streamed_head(transform is not None)
-        if make_writer is None:
+        writer = self._sent_or_failed(lambda: self._write_streamed_head(transform is not None), Phase.STREAMING)
+        if writer is None:
             return
         self.message.raw_content = b""
-        self.phase = Phase.STREAMING
-        self.pipe = BodyPipe(self.source.producer, make_writer(destination), self._streamed, self.exchange.source_failed, transform)
+        self.pipe = BodyPipe(self.source.producer, writer, self._streamed, self.exchange.source_failed, transform)
         self.pipe.write_all(buffered)
         self.source.read_body(self.pipe)
 
-    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory | None:
-        """Write the head of a streamed message; return the writer that frames its body
-        (C{None}: the head could not be written and the exchange failed)."""
+    def _write_streamed_head(self, transformed: bool) -> BodyWriter:
+        """Write the head of a streamed message; return the writer that frames its body.
+
+        @raise ValueError: a script made the head unsendable.
+        """
         raise NotImplementedError
 
-    def _assembled(self, assemble: Callable[[], bytes]) -> bytes | None:
-        """The head C{assemble} makes; C{None} when a script made it unsendable (CR, LF or
-        NUL in a field, a bad name), after failing the exchange with a 502 that says so."""
+    def _sent_or_failed(self, send: Callable[[], T], phase: Phase) -> T | None:
+        """What C{send} (which sends a head, in C{phase}) returns; C{None} when a script made
+        the head unsendable (CR, LF or NUL in a field, a bad name), after failing the exchange
+        with a 502 that says so (nothing was sent then)."""
+        before, self.phase = self.phase, phase
         try:
-            return assemble()
-        except ValueError as problem:
-            self._unsendable(ProtocolError(502, str(problem)))
+            return send()
+        except (ValueError, ProtocolError) as problem:
+            self.phase = before
+            reason = problem.reason if isinstance(problem, ProtocolError) else str(problem)
+            self.exchange.log.warn(
+                "{url}: the {kind} head cannot be sent: {reason}", url=self.exchange.flow.request.pretty_url, kind=self.kind, reason=reason
+            )
+            self.exchange.fail(ProtocolError(502, f"a script made the {self.kind} head unsendable: {reason}"))
             return None
         except ProtocolError as problem:
             self._unsendable(problem)
@@ -333,7 +342,7 @@ class RequestTransfer(Transfer):
             return
         if framing.expects_continue(self.message.headers):
             del self.message.headers["expect"]
-            self.exchange.client.write(http1.assemble_response_head(b"HTTP/1.1", 100, b"Continue", ()))
+            self.exchange.client.send_interim(100, b"Continue", ())
         super()._buffer()
 
     def _too_large(self, limit: int) -> ProtocolError:
@@ -346,11 +355,8 @@ class RequestTransfer(Transfer):
         self.exchange.connect(self._send_buffered)
 
     def _send_buffered(self, upstream: Upstream) -> None:
-        headers, body = framing.buffered_request(self.message)
-        headers = self.exchange.prepare_upgrade(headers, upstream)
-        if self._send_head(upstream, headers):
-            self.phase = Phase.SENDING
-            PacedWriter.write(upstream.consumer, body, self._sent)
+        headers = self.exchange.prepare_upgrade(self.message.headers, upstream)
+        self._sent_or_failed(lambda: upstream.send_whole_request(self.message, headers, self.exchange, self._sent), Phase.SENDING)
 
     def _sent(self) -> None:
         self.exchange.start_response_timer()
@@ -360,22 +366,12 @@ class RequestTransfer(Transfer):
         """Send the buffered request once more, on a fresh connection."""
         self._send_buffered(upstream)
 
-    def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
-        self.exchange.connect(lambda upstream: then(upstream.consumer, buffered))
+    def _when_destination_ready(self, then: Callable[[list[http1.Data]], None], buffered: list[http1.Data]) -> None:
+        self.exchange.connect(lambda upstream: then(buffered))
 
-    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory | None:
+    def _write_streamed_head(self, transformed: bool) -> BodyWriter:
         assert self.body_framing is not None and self.exchange.server is not None
-        headers, make_writer = framing.streamed_request(self.message.headers, self.body_framing, transformed)
-        return make_writer if self._send_head(self.exchange.server, headers) else None
-
-    def _send_head(self, upstream: Upstream, headers: Headers) -> bool:
-        """Send the request head; C{False} if it could not be (the exchange failed)."""
-        try:
-            upstream.send_request(self.message, headers, self.exchange)
-        except ProtocolError as problem:
-            self._unsendable(problem)
-            return False
-        return True
+        return self.exchange.server.start_request(self.message, self.body_framing, transformed, self.exchange)
 
     def _streamed(self) -> None:
         super()._streamed()
@@ -416,13 +412,11 @@ class ResponseTransfer(Transfer):
     def _deliver_buffered(self) -> None:
         if self.message.status_code == 101 and self.exchange.switch_to_websocket():
             return
-        headers, body = framing.buffered_response(self.message, self._client_version(), self._has_body())
-        head = self._assembled(lambda: self._head(headers))
-        if head is None:
-            return
-        self.closes_connection = self.closes_connection or framing.closes(headers)
-        self.phase = Phase.SENDING
-        PacedWriter.write(self.exchange.client.consumer, [head, *body], self.delivered)
+        self.closes_connection = self.closes_connection or framing.closes(self.message.headers)
+        self._sent_or_failed(
+            lambda: self.exchange.client.send_whole_response(self.exchange.flow.request, self.message, self._has_body(), self.delivered),
+            Phase.SENDING,
+        )
 
     def deliver_made(self) -> None:
         """Deliver a response a hook made (the server was never asked)."""
@@ -433,30 +427,16 @@ class ResponseTransfer(Transfer):
         """Answer with C{response} made by the proxy, and close."""
         self.exchange.flow.response = response
         self.closes_connection = True
-        headers, body = framing.buffered_response(response, self._client_version(), self._has_body())
         self.phase = Phase.DONE
-        self.exchange.client.write_sequence([self._head(headers), *body])
+        self.exchange.client.send_whole_response(self.exchange.flow.request, response, self._has_body(), lambda: None)
 
-    def _when_destination_ready(self, then: Callable[[IConsumer, list[http1.Data]], None], buffered: list[http1.Data]) -> None:
-        then(self.exchange.client.consumer, buffered)
+    def _when_destination_ready(self, then: Callable[[list[http1.Data]], None], buffered: list[http1.Data]) -> None:
+        then(buffered)
 
-    def _write_streamed_head(self, transformed: bool) -> framing.WriterFactory | None:
-        headers, make_writer, close = framing.streamed_response(
-            self.message.headers, self.body_framing, transformed, self._client_version()
-        )
-        head = self._assembled(lambda: self._head(headers))
-        if head is None:
-            return None
-        self.closes_connection = self.closes_connection or close or framing.closes(headers)
-        self.exchange.client.write(head)
-        return make_writer
-
-    def _head(self, headers: Headers) -> bytes:
-        response = self.message
-        return http1.assemble_response_head(response.data.http_version, response.status_code, response.data.reason, headers.fields)
-
-    def _client_version(self) -> bytes:
-        return self.exchange.flow.request.data.http_version
+    def _write_streamed_head(self, transformed: bool) -> BodyWriter:
+        writer, closes = self.exchange.client.start_response(self.exchange.flow.request, self.message, self.body_framing, transformed)
+        self.closes_connection = self.closes_connection or closes
+        return writer
 
 
 class Exchange:
@@ -587,7 +567,7 @@ class Exchange:
     def _relay_interim(self, head: http1.ResponseHead) -> None:
         if head.status_code == 100 and not self.request_transfer.relays_continue:
             return
-        self.client.write(http1.assemble_response_head(head.http_version, head.status_code, head.reason, head.headers))
+        self.client.send_interim(head.status_code, head.reason, head.headers)
 
     def response_complete(self) -> None:
         """The server finished sending the response body."""

@@ -8,11 +8,14 @@ messages keep their framing when bytes pass untouched, and switch to chunked cod
 (or to close-delimited for an HTTP/1.0 client) when a transform may change the length,
 so a Content-Length is never wrong. A streamed message always goes out with the framing
 the proxy writes, whatever a script did to its Content-Length or Transfer-Encoding.
+A message that arrived over HTTP/2 goes out as HTTP/1.1: a C{Host} field from its
+authority, its C{cookie} fields joined into one, a reason phrase from its status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 
 from twisted.internet.interfaces import IConsumer
 
@@ -64,6 +67,52 @@ def _outgoing(headers: Headers) -> Headers:
     return copy
 
 
+def _outgoing_request(request: Request, headers: Headers) -> Headers:
+    """C{headers} as an HTTP/1 server must get them: with a C{Host}, one C{Cookie} field."""
+    outgoing = _outgoing(headers)
+    if "host" not in outgoing:
+        outgoing.insert(0, "Host", request.host_header or request.authority or request.pretty_host)
+    cookies = outgoing.get_all("cookie")
+    if len(cookies) > 1:
+        outgoing["Cookie"] = "; ".join(cookies)
+    return outgoing
+
+
+def _http1_version(version: bytes) -> bytes:
+    """The version an HTTP/1 head says: a message read from HTTP/2 goes on as HTTP/1.1."""
+    return version if version in (b"HTTP/1.0", b"HTTP/1.1") else b"HTTP/1.1"
+
+
+def request_head(request: Request, headers: Headers, absolute_form: bool = False) -> bytes:
+    """The HTTP/1 head of C{request} with C{headers}; with C{absolute_form}, its target is the
+    whole URL (C{scheme://host[:port]/path}), as a proxy is asked.
+
+    @raise ValueError: a part would break the head's framing (CR, LF, NUL, bad name).
+    """
+    data = request.data
+    target = data.path
+    if absolute_form:
+        authority = http1.hostport(data.scheme, request.host, request.port)
+        target = b"%s://%s%s" % (data.scheme, authority.encode("idna"), target)
+    return http1.assemble_request_head(data.method, target, _http1_version(data.http_version), headers.fields)
+
+
+def response_head(response: Response, headers: Headers) -> bytes:
+    """The HTTP/1 head of C{response} with C{headers}; an HTTP/2 response (no reason
+    phrase) gets the standard phrase of its status.
+
+    @raise ValueError: a part would break the head's framing (CR, LF, NUL, bad name).
+    """
+    data = response.data
+    reason = data.reason
+    if not reason and data.http_version not in (b"HTTP/1.0", b"HTTP/1.1"):
+        try:
+            reason = HTTPStatus(response.status_code).phrase.encode()
+        except ValueError:
+            reason = b""
+    return http1.assemble_response_head(_http1_version(data.http_version), response.status_code, reason, headers.fields)
+
+
 def _set_length(headers: Headers, length: int) -> None:
     if "transfer-encoding" in headers:
         del headers["transfer-encoding"]
@@ -100,11 +149,10 @@ def _one_chunk(body: bytes, trailers: Headers | None) -> list[bytes]:
     return [http1.chunk_header(len(body)), body, http1.CHUNK_END, http1.last_chunk(fields)]
 
 
-def buffered_request(request: Request) -> tuple[Headers, list[bytes]]:
-    """Headers and body pieces for a buffered request on its way to the server."""
-    headers = _outgoing(request.headers)
-    if "host" not in headers:
-        headers.insert(0, "Host", request.host_header or request.authority or request.pretty_host)
+def buffered_request(request: Request, headers: Headers | None = None) -> tuple[Headers, list[bytes]]:
+    """Headers and body pieces for a buffered request (with C{headers} instead of its own,
+    if given) on its way to the server."""
+    headers = _outgoing_request(request, request.headers if headers is None else headers)
     body = request.raw_content or b""
     if _is_chunked(headers):
         _set_chunked(headers)
@@ -114,9 +162,9 @@ def buffered_request(request: Request) -> tuple[Headers, list[bytes]]:
     return headers, [body] if body else []
 
 
-def streamed_request(headers: Headers, source: http1.BodyFraming, transformed: bool) -> tuple[Headers, WriterFactory]:
+def streamed_request(request: Request, source: http1.BodyFraming, transformed: bool) -> tuple[Headers, WriterFactory]:
     """Headers and body writer for a request streamed to the server."""
-    outgoing = _outgoing(headers)
+    outgoing = _outgoing_request(request, request.headers)
     if transformed or source.kind is not http1.FramingKind.LENGTH:
         _set_chunked(outgoing)
         return outgoing, ChunkedWriter

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -36,11 +36,14 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
-from twisted_mitm.mode_specs import UpstreamMode
 from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
+from twisted_mitm.http2 import ALPN_H2
+from twisted_mitm.mode_specs import UpstreamMode
+from twisted_mitm.proxy import framing
+from twisted_mitm.proxy.h2serverside import H2ServerSideProtocol
 from twisted_mitm.proxy.handover import Handover
-from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
+from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
+from twisted_mitm.proxy.tls import HTTP11, describe_tls_failure, upstream_creator
 from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credentials
 
 if TYPE_CHECKING:
@@ -48,6 +51,9 @@ if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import ResponseReceiver
 
+
+#: The scheme part of the key of connections to an upstream proxy (absolute-form requests).
+_VIA_PROXY = b"via-proxy"
 
 #: Where an upstream connection goes: scheme (C{b"http"} or C{b"https"}), host, port.
 UpstreamKey = tuple[bytes, str, int]
@@ -127,6 +133,15 @@ class ServerSideProtocol(Protocol):
             self._switched.connectionLost(reason)
         self.lost.callback(None)
 
+    @property
+    def available(self) -> bool:
+        """Whether this connection can carry a new exchange now (HTTP/1: one at a time)."""
+        return self.connected and self.reusable and self.receiver is None and self._switched is None
+
+    def next_upstream(self) -> Deferred[ServerSideProtocol]:
+        """This connection, as the upstream of the next exchange."""
+        return succeed(self)
+
     # The Upstream an exchange sees (twisted_mitm.proxy.streams).
 
     @property
@@ -148,28 +163,34 @@ class ServerSideProtocol(Protocol):
         """Read nothing of the response body until L{read_body}."""
         self.pump.hold(Hold.DECIDING)
 
+    def send_whole_request(self, request: Request, headers: Headers, receiver: ResponseReceiver, done: Callable[[], None]) -> None:
+        """Send a request held in memory with an exact length, and expect its response."""
+        headers, body = framing.buffered_request(request, headers)
+        self._send_head(request, headers, receiver)
+        PacedWriter.write(self.transport, body, done)
+
+    def start_request(self, request: Request, source: http1.BodyFraming, transformed: bool, receiver: ResponseReceiver) -> BodyWriter:
+        """Send the head of a streamed request; the writer frames its body (see L{framing.streamed_request})."""
+        headers, make_writer = framing.streamed_request(request, source, transformed)
+        self._send_head(request, headers, receiver)
+        return make_writer(self.transport)
+
     def via_proxy(self, proxy_authorization: bytes | None) -> None:
         """This connection leads to an upstream HTTP proxy: requests go in absolute form,
         with C{proxy_authorization} as their C{Proxy-Authorization} if given."""
         self._absolute_form = True
         self._proxy_authorization = proxy_authorization
 
-    def send_request(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
-        """Write the head of C{request} and expect its response (see L{Upstream.send_request})."""
-        method = request.data.method
-        target, fields = request.data.path, headers.fields
+    def _send_head(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
         if self._absolute_form:
-            authority = http1.hostport(request.data.scheme, request.host, request.port)
-            target = b"%s://%s%s" % (request.data.scheme, authority.encode("idna"), target)
             if self._proxy_authorization is not None:
-                fields = (*fields, (b"Proxy-Authorization", self._proxy_authorization))
-        try:
-            head = http1.assemble_request_head(method, target, request.data.http_version, fields)
-        except ValueError as problem:
-            raise ProtocolError(502, str(problem)) from None
+                headers = Headers([*headers.fields, (b"Proxy-Authorization", self._proxy_authorization)])
+            head = framing.request_head(request, headers, absolute_form=True)
+        else:
+            head = framing.request_head(request, headers)
         self.receiver = receiver
         self.requests_sent += 1
-        self.pump.reader.expect_response(method)
+        self.pump.reader.expect_response(request.data.method)
         self.transport.write(head)
 
     def watch_silence(self, timeout: float, on_silence: Callable[[float], None]) -> None:
@@ -309,18 +330,80 @@ class ParkedConnection(Handover):
         self.lost.callback(None)
 
 
+@implementer(IHandshakeListener)
+class NegotiatedProtocol(Protocol):
+    """A TLS connection to the server that becomes HTTP/2 or HTTP/1 as ALPN decides.
+
+    C{h2} was offered; once the handshake is done, the protocol for what the server
+    chose is connected to the transport and gets everything read from then on.
+
+    @ivar ready: fires with that protocol once it can carry requests, or fails.
+    """
+
+    #: always TLS: ALPN decides what runs inside
+    tls = True
+
+    def __init__(self, key: UpstreamKey, server: Server, reactor: IReactorTime) -> None:
+        self.key = key
+        self.server = server
+        self.ready: Deferred[UpstreamConnection] = Deferred()
+        self._reactor = reactor
+        self._chosen: UpstreamConnection | None = None
+
+    def connectionMade(self) -> None:
+        self.server.timestamp_tcp_setup = time.time()
+
+    def handshakeCompleted(self) -> None:
+        alpn = self.transport.negotiatedProtocol
+        self.server.alpn = alpn
+        chosen: UpstreamConnection
+        if alpn == ALPN_H2:
+            chosen = H2ServerSideProtocol(self.key, self.server, self._reactor)
+        else:
+            chosen = ServerSideProtocol(self.key, self.server, self._reactor, tls=True)
+        self._chosen = chosen
+        self.server.tls_established = True
+        chosen.ready.chainDeferred(self.ready)
+        chosen.makeConnection(self.transport)
+        if isinstance(chosen, ServerSideProtocol):
+            chosen.handshakeCompleted()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._chosen is not None:
+            self._chosen.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        if self._chosen is not None:
+            self._chosen.connectionLost(reason)
+        elif not self.ready.called:
+            self.ready.errback(reason)
+
+    def abort(self) -> None:
+        """Drop the connection now (connecting took too long)."""
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+
+#: An open upstream connection of either HTTP version.
+UpstreamConnection = Union[ServerSideProtocol, H2ServerSideProtocol]
+
+
 class ServerConnections:
     """The upstream connections of one client connection: opened, reused, closed.
 
-    One connection is kept and reused while the client's requests go to the same
-    place. A new one runs the C{server_connect} hook first: a script may change
-    C{data.server.address} to connect elsewhere, or set C{data.server.error} to refuse
-    the connection (the client gets a 502 saying so), as in mitmproxy.
+    A connection is kept and reused while the client's requests go to the same place
+    (an HTTP/1 connection carries one exchange at a time, an HTTP/2 one many); moving to
+    another place closes the idle connections to the old one. A new connection runs the
+    C{server_connect} hook first: a script may change C{data.server.address} to connect
+    elsewhere, or set C{data.server.error} to refuse the connection (the client gets a
+    502 saying so), as in mitmproxy.
 
     In upstream mode (C{client.proxy_mode} is C{upstream:URL}) every connection goes
     through that proxy: plain HTTP requests from the proxy port are sent to it in absolute
-    form over one kept connection; anything else reaches its server through the proxy's
+    form over kept connections; anything else reaches its server through the proxy's
     C{CONNECT} (L{ProxyConnectEndpoint}).
+
+    @ivar offer_h2: offer C{h2} by ALPN to TLS servers (the client speaks HTTP/2 too).
     """
 
     def __init__(self, context: ProxyContext, client: Client, tunnel_host: str | None = None) -> None:
@@ -328,9 +411,11 @@ class ServerConnections:
         self._client = client
         self._tunnel_host = tunnel_host
         self._via = client.proxy_mode if isinstance(client.proxy_mode, UpstreamMode) else None
-        self._current: ServerSideProtocol | None = None
+        self._kept: list[UpstreamConnection] = []
         self._parked: ParkedConnection | None = None
         self._closed = False
+        self.offer_h2 = False
+        self._alpn_offers: tuple[bytes, ...] = (ALPN_H2, HTTP11)
 
     def endpoint_to(self, host: str, port: int) -> IStreamClientEndpoint:
         """A TCP endpoint for C{host:port}: direct, or through the upstream proxy's C{CONNECT}."""
@@ -379,25 +464,41 @@ class ServerConnections:
         parked, self._parked = self._parked, None
         return parked
 
-    def for_flow(self, flow: HTTPFlow) -> Deferred[ServerSideProtocol]:
-        """A connection to the flow's current upstream, reused when it is still good."""
+    def for_flow(self, flow: HTTPFlow) -> Deferred[Any]:
+        """An upstream for the flow's current target: a kept connection (or a new stream
+        on it) when one is free, else a new connection."""
         request = flow.request
-        absolute_form = self._via is not None and self._tunnel_host is None and request.data.scheme == b"http"
-        key: UpstreamKey = (b"http", *self._via.address) if absolute_form and self._via else (request.data.scheme, request.host, request.port)
-        current = self._current
-        if current is not None and current.key == key and current.connected and current.reusable:
-            return succeed(current)
-        self._drop_current()
+        key: UpstreamKey = (request.data.scheme, request.host, request.port)
+        if self._via is not None and self._tunnel_host is None and request.data.scheme == b"http":
+            key = (_VIA_PROXY, *self._via.address)
+        self._kept = [connection for connection in self._kept if connection.connected]
+        for connection in self._kept:
+            if connection.key == key and connection.available:
+                return connection.next_upstream()
+        self._drop_idle_except(key)
+        return self._connect(key).addCallback(lambda connection: connection.next_upstream())
+
+    def negotiate(self, host: str, port: int, offers: tuple[bytes, ...]) -> Deferred[bytes | None]:
+        """Connect to the tunnel's server with TLS now, offering the client's C{offers} by ALPN;
+        fires with what the server chose, so the client can be offered the same."""
+        self.offer_h2 = ALPN_H2 in offers
+        self._alpn_offers = offers
+        connecting = self._connect((b"https", host, port))
+        return connecting.addCallback(lambda connection: connection.server.alpn)
+
+    def _connect(self, key: UpstreamKey) -> Deferred[UpstreamConnection]:
+        """A new connection for C{key}: the one opened for the CONNECT if it goes there, else a new one."""
+        scheme, host, port = key
         parked = self.take_parked()
-        if parked is not None and parked.target == (request.host, request.port):
+        if parked is not None and parked.target == (host, port):
             return self._adopt(key, parked)
         if parked is not None:
             parked.transport.loseConnection()
-        server = Server(address=key[1:])
-        if request.data.scheme == b"https":
-            server.sni = self._sni_for(request.host)
+        server = Server(address=(host, port))
+        if scheme == b"https":
+            server.sni = self._sni_for(host)
         hook = self._context.addons.trigger(ServerConnectHook(ServerConnectionHookData(server, self._client)))
-        return hook.addCallback(lambda _: self._open(key, server, absolute_form))
+        return hook.addCallback(lambda _: self._open(key, server))
 
     def _sni_for(self, host: str) -> str:
         """The client's own SNI while the request still goes to the tunnel's host, else the host."""
@@ -405,13 +506,13 @@ class ServerConnections:
             return self._client.sni
         return host
 
-    def _open(self, key: UpstreamKey, server: Server, absolute_form: bool) -> Deferred[ServerSideProtocol]:
+    def _open(self, key: UpstreamKey, server: Server) -> Deferred[UpstreamConnection]:
         _check_connectable(server)
         assert server.address is not None
         reactor, settings = self._context.reactor, self._context.settings
         tls_creator = self._tls_creator(server)
-        protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
-        if absolute_form:
+        protocol = _upstream_protocol(key, server, reactor, tls_creator is not None, self.offer_h2)
+        if key[0] == _VIA_PROXY:
             endpoint = self._proxy_endpoint()
             protocol.via_proxy(basic_credentials(settings.upstream_auth) if settings.upstream_auth else None)
         else:
@@ -422,14 +523,14 @@ class ServerConnections:
         connecting.addCallback(self._announce_opened)
         return connecting.addCallback(self._opened)
 
-    def _adopt(self, key: UpstreamKey, parked: ParkedConnection) -> Deferred[ServerSideProtocol]:
+    def _adopt(self, key: UpstreamKey, parked: ParkedConnection) -> Deferred[UpstreamConnection]:
         """Carry the flow over the connection opened eagerly for its tunnel (TLS first, for HTTPS)."""
         server = parked.server
         if key[0] == b"https":
             server.sni = self._sni_for(key[1])
         reactor = self._context.reactor
         tls_creator = self._tls_creator(server)
-        protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
+        protocol = _upstream_protocol(key, server, reactor, tls_creator is not None, self.offer_h2)
         if tls_creator is None:
             parked.adopt(protocol)
         else:
@@ -443,7 +544,8 @@ class ServerConnections:
         if server.sni is None:
             return None
         settings = self._context.settings
-        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+        alpn = self._alpn_offers if self.offer_h2 else (HTTP11,)
+        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path, alpn=alpn)
 
     def _announce(self, server: Server, lost: Deferred[None]) -> None:
         """A connection to C{server} is up: C{server_connected} now, C{server_disconnected} when C{lost} fires."""
@@ -451,35 +553,49 @@ class ServerConnections:
         self._context.addons.trigger(ServerConnectedHook(data))
         lost.addCallback(lambda _: self._context.addons.trigger(ServerDisconnectedHook(data)))
 
-    def _announce_opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
+    def _announce_opened(self, protocol: UpstreamConnection) -> UpstreamConnection:
         self._announce(protocol.server, protocol.lost)
         return protocol
 
-    def _opened(self, protocol: ServerSideProtocol) -> ServerSideProtocol:
+    def _opened(self, protocol: UpstreamConnection) -> UpstreamConnection:
         if self._closed:
             # The client left while this connection was being opened: nobody will use it.
             protocol.close()
         else:
-            self._current = protocol
+            self._kept.append(protocol)
         return protocol
 
     def hand_over(self, protocol: object) -> None:
         """C{protocol} now belongs to someone else (a WebSocket relay): forget it."""
-        if protocol is self._current:
-            self._current = None
+        self._kept = [connection for connection in self._kept if connection is not protocol]
 
     def close(self) -> None:
-        """Close the kept connection, if any, and any that is still being opened."""
+        """Close the kept connections, and any that is still being opened."""
         self._closed = True
-        self._drop_current()
+        kept, self._kept = self._kept, []
+        for connection in kept:
+            connection.close()
         parked = self.take_parked()
         if parked is not None:
             parked.transport.loseConnection()
 
-    def _drop_current(self) -> None:
-        current, self._current = self._current, None
-        if current is not None:
-            current.close()
+    def _drop_idle_except(self, key: UpstreamKey) -> None:
+        """Close the idle connections that go elsewhere than C{key} (the client moved on)."""
+        for connection in list(self._kept):
+            if connection.key != key and connection.available and _idle(connection):
+                self._kept.remove(connection)
+                connection.close()
+
+
+def _idle(connection: UpstreamConnection) -> bool:
+    return not isinstance(connection, H2ServerSideProtocol) or not connection.streams
+
+
+def _upstream_protocol(key: UpstreamKey, server: Server, reactor: IReactorTime, tls: bool, offer_h2: bool) -> Any:
+    """The protocol of a new upstream connection: one that follows ALPN when C{h2} is offered."""
+    if tls and offer_h2:
+        return NegotiatedProtocol(key, server, reactor)
+    return ServerSideProtocol(key, server, reactor, tls=tls)
 
 
 def _check_connectable(server: Server) -> None:
@@ -498,10 +614,9 @@ def _bounded(waiting: Deferred[Any], reactor: Any, timeout: float | None, on_tim
     return waiting.addBoth(_cancel_timer, timer)
 
 
-def connect_upstream(
-    reactor: Any, protocol: ServerSideProtocol, endpoint: IStreamClientEndpoint, timeout: float | None
-) -> Deferred[ServerSideProtocol]:
-    """Connect C{protocol} through C{endpoint}; fires with it once it is ready for requests.
+def connect_upstream(reactor: Any, protocol: Any, endpoint: IStreamClientEndpoint, timeout: float | None) -> Deferred[UpstreamConnection]:
+    """Connect C{protocol} (a new upstream connection) through C{endpoint}; fires with it once
+    it is ready for requests.
 
     Failures come as L{ProtocolError}: 502 for refused, unresolvable and TLS failures,
     504 when connecting (TCP and TLS together) took longer than C{timeout} seconds.

@@ -11,6 +11,11 @@ request or a mode that reaches the server another way can stand there as well.
 Both faces are also a L{BodySource}: a message head is read and held until the exchange
 has decided where its body goes (L{BodySource.read_body}); the C{producer} is what a
 full destination pauses.
+
+Each face writes the messages it is given in its own wire's terms: the exchange hands
+over a L{Request} or L{Response} and gets back a L{BodyWriter} for a streamed body, so
+an HTTP/1 connection frames it (Content-Length, chunked) and an HTTP/2 stream sends it
+as DATA frames and trailers within its flow-control window.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ if TYPE_CHECKING:
     from twisted_mitm import http1
     from twisted_mitm.connection import Server
     from twisted_mitm.exceptions import ProtocolError
-    from twisted_mitm.http import Headers, HTTPFlow, Request
-    from twisted_mitm.proxy.pipe import BodySink
+    from twisted_mitm.http import Headers, HTTPFlow, Request, Response
+    from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields
 
 
 class BodySource(Protocol):
@@ -55,11 +60,24 @@ class ClientStream(BodySource, Protocol):
     def consumer(self) -> IConsumer:
         """Where response bytes are written."""
 
-    def write(self, data: bytes) -> None:
-        """Send bytes to the client."""
+    def send_interim(self, status_code: int, reason: bytes, headers: Fields) -> None:
+        """Send an informational (1xx) response."""
 
-    def write_sequence(self, pieces: list[bytes]) -> None:
-        """Send several pieces to the client without joining them."""
+    def send_whole_response(self, request: Request, response: Response, has_body: bool, done: Callable[[], None]) -> None:
+        """Send a response whose body is in memory; C{done()} once it was all handed over.
+
+        @raise ValueError: the head cannot be sent (a script put CR, LF or NUL in it); nothing was sent.
+        """
+
+    def start_response(
+        self, request: Request, response: Response, source: http1.BodyFraming | None, transformed: bool
+    ) -> tuple[BodyWriter, bool]:
+        """Send the head of a response whose body follows as it is read from C{source}
+        (changed by a transform if C{transformed}); return the writer for the body and
+        whether the connection must close after it.
+
+        @raise ValueError: the head cannot be sent; nothing was sent.
+        """
 
     def abort(self) -> None:
         """Drop the client's connection: the response cannot be completed."""
@@ -95,11 +113,18 @@ class Upstream(BodySource, Protocol):
     def consumer(self) -> IConsumer:
         """Where request bytes are written."""
 
-    def send_request(self, request: Request, headers: Headers, receiver: ResponseReceiver) -> None:
-        """Write the head of C{request} with C{headers} (as the wire needs it) and expect its response.
+    def send_whole_request(self, request: Request, headers: Headers, receiver: ResponseReceiver, done: Callable[[], None]) -> None:
+        """Send C{request} with C{headers} and its body in memory, and expect its response;
+        C{done()} once it was all handed over.
 
-        @raise ProtocolError: (502) the head cannot be written (a script put CR, LF or NUL
-            in a field, or an invalid name); nothing was sent.
+        @raise ValueError: the head cannot be sent (a script put CR, LF or NUL in it); nothing was sent.
+        """
+
+    def start_request(self, request: Request, source: http1.BodyFraming, transformed: bool, receiver: ResponseReceiver) -> BodyWriter:
+        """Send the head of C{request}, whose body follows as it is read from C{source}, and
+        expect its response; return the writer for the body.
+
+        @raise ValueError: the head cannot be sent; nothing was sent.
         """
 
     def watch_silence(self, timeout: float, on_silence: Callable[[float], None]) -> None:

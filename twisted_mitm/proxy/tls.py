@@ -40,6 +40,7 @@ from twisted_mitm.exceptions import OptionsError
 log = Logger()
 
 HTTP11 = b"http/1.1"
+H2 = b"h2"
 # A ClientHello larger than this is refused rather than waited for.
 MAX_CLIENT_HELLO = 64 * 1024
 
@@ -229,12 +230,12 @@ class HostnameMismatch(TLSFailure):
 class NoCommonProtocol(TLSFailure):
     """The client offered ALPN protocols, none of which the proxy speaks."""
 
-    def __init__(self, offered: Sequence[bytes]) -> None:
+    def __init__(self, offered: Sequence[bytes], spoken: bytes = HTTP11) -> None:
         self.offered = tuple(offered)
         names = ", ".join(p.decode("ascii", "replace") for p in self.offered)
         super().__init__(
             f"no common application protocol: the client offered only {names} via ALPN, "
-            f"the proxy speaks {HTTP11.decode()}"
+            f"the proxy speaks {spoken.decode()}"
         )
 
 
@@ -289,46 +290,49 @@ class _ServerCreator:
         return SSL.Connection(self._context, None)
 
 
-# One context per leaf, freed when the certificate store lets go of the leaf.
-_server_contexts: weakref.WeakKeyDictionary[Leaf, SSL.Context] = weakref.WeakKeyDictionary()
+# One context per leaf and ALPN choice, freed when the certificate store lets go of the leaf.
+_server_contexts: weakref.WeakKeyDictionary[Leaf, dict[bytes, SSL.Context]] = weakref.WeakKeyDictionary()
 
 
 def intercepting_server_creator(
-    certstore: CertStore, hostnames: Sequence[str]
+    certstore: CertStore, hostnames: Sequence[str], alpn: bytes = HTTP11
 ) -> IOpenSSLServerConnectionCreator:
-    """Present a leaf for C{hostnames} (chained to the CA) and select http/1.1 by ALPN.
+    """Present a leaf for C{hostnames} (chained to the CA) and select C{alpn} by ALPN
+    (C{h2} where the server agreed to it, else http/1.1).
 
-    A client that offers ALPN without http/1.1 fails the handshake with
+    A client that offers ALPN without that protocol fails the handshake with
     L{NoCommonProtocol}.
     """
     leaf = certstore.get_leaf(hostnames)
-    context = _server_contexts.get(leaf)
+    contexts = _server_contexts.setdefault(leaf, {})
+    context = contexts.get(alpn)
     if context is None:
-        context = _server_contexts[leaf] = _server_context(leaf)
+        context = contexts[alpn] = _server_context(leaf, alpn)
     return _ServerCreator(context)
 
 
-def _server_context(leaf: Leaf) -> SSL.Context:
+def _server_context(leaf: Leaf, alpn: bytes) -> SSL.Context:
     context = _base_context()
     context.use_certificate(leaf.cert)
     for cert in leaf.chain:
         context.add_extra_chain_cert(cert)
     context.use_privatekey(leaf.key)
     context.check_privatekey()
-    context.set_alpn_select_callback(_select_http11)
+    context.set_alpn_select_callback(functools.partial(_select_protocol, alpn))
     return context
 
 
-def _select_http11(connection: SSL.Connection, offered: list[bytes]) -> bytes:
-    if HTTP11 in offered:
-        return HTTP11
+def _select_protocol(chosen: bytes, connection: SSL.Connection, offered: list[bytes]) -> bytes:
+    if chosen in offered:
+        return chosen
     servername = connection.get_servername()
     log.warn(
-        "TLS client for {sni} offered only {offered} via ALPN; the proxy speaks http/1.1",
+        "TLS client for {sni} offered only {offered} via ALPN; the proxy speaks {chosen}",
         sni=servername.decode("ascii", "replace") if servername else "(no SNI)",
         offered=", ".join(p.decode("ascii", "replace") for p in offered),
+        chosen=chosen.decode("ascii", "replace"),
     )
-    raise NoCommonProtocol(offered)
+    raise NoCommonProtocol(offered, chosen)
 
 
 @implementer(IOpenSSLClientConnectionCreator)

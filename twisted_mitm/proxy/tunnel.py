@@ -8,7 +8,10 @@ connection to a reverse proxy.
   - the host is not intercepted (C{ignore_hosts} / C{allow_hosts}): a raw relay,
     decided at once, so the client talks to the server's own TLS;
   - a TLS ClientHello: TLS with a leaf certificate for its SNI (or the CONNECT host),
-    then HTTP inside, as C{https} (unless the SNI is not intercepted: relay);
+    then HTTP inside, as C{https} (unless the SNI is not intercepted: relay). A client
+    that offers C{h2} (with the C{http2} option on) waits while the proxy connects to
+    the server with TLS, offering what the client offered: the client is then offered
+    what the server chose, HTTP/2 or HTTP/1.1 (mitmproxy's mirroring);
   - an HTTP request line: HTTP inside, as C{http};
   - anything else: a TCP flow with the C{tcp_*} hooks;
   - nothing at all for L{Tunnel.server_first_delay} seconds: a protocol where the
@@ -36,7 +39,8 @@ from zope.interface import implementer
 from twisted_mitm.connection import Client
 from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.serverside import ServerConnections
-from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
+from twisted_mitm.http2 import ALPN_H2
+from twisted_mitm.proxy.tls import HTTP11, MAX_CLIENT_HELLO, ClientHello, intercepting_server_creator, looks_like_tls, parse_client_hello
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -44,8 +48,9 @@ if TYPE_CHECKING:
 #: Where requests inside a CONNECT tunnel go: scheme, host, port.
 TunnelTarget = tuple[bytes, str, int]
 
-#: Builds the protocol that serves HTTP inside a tunnel, for this client and target.
-InnerHTTPFactory = Callable[[Client, TunnelTarget], IProtocol]
+#: Builds the protocol that serves HTTP inside a tunnel, for this client and target, and
+#: the application protocol agreed by ALPN (C{b"h2"}, or anything else for HTTP/1).
+InnerHTTPFactory = Callable[[Client, TunnelTarget, bytes], IProtocol]
 
 _REQUEST_LINE_START = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
 
@@ -82,6 +87,9 @@ class Tunnel(Protocol):
         self._buffer = b""
         self._inner: IProtocol | None = None
         self._waiting: IDelayedCall | None = None
+        #: the ClientHello of a client waiting while the server's ALPN choice is learnt
+        self._negotiating: ClientHello | None = None
+        self._lost = False
 
     def connectionMade(self) -> None:
         settings = self.context.settings
@@ -100,7 +108,8 @@ class Tunnel(Protocol):
             self._inner.dataReceived(data)
             return
         self._buffer += data
-        self._decide()
+        if self._negotiating is None:
+            self._decide()
 
     def readConnectionLost(self) -> None:
         if self._inner is None:
@@ -116,6 +125,7 @@ class Tunnel(Protocol):
         """Nothing to do: the inner protocol ends the connection when it is done."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self._lost = True
         self._stop_waiting()
         if self._inner is not None:
             self._inner.connectionLost(reason)
@@ -144,19 +154,41 @@ class Tunnel(Protocol):
         if hello.sni and not settings.intercepts(hello.sni, self.port):
             self._hand_over(self._relay(settings.show_ignored_hosts), data)
             return
-        client = self.client
-        client.sni = hello.sni
+        self.client.sni = hello.sni
+        offers = tuple(protocol for protocol in hello.alpn_protocols if protocol in (ALPN_H2, HTTP11))
+        if settings.http2 and ALPN_H2 in offers and self._upstream_scheme in (None, b"https"):
+            self._negotiating = hello
+            negotiating = self._upstreams.negotiate(self.host, self.port, offers)
+            negotiating.addCallbacks(self._negotiated, self._not_negotiated)
+            return
+        self._intercept(hello, data, HTTP11)
+
+    def _negotiated(self, alpn: bytes | None) -> None:
+        """The server chose C{alpn}: offer the client the same (HTTP/1.1 if it chose nothing)."""
+        assert self._negotiating is not None
+        chosen = ALPN_H2 if alpn == ALPN_H2 else HTTP11
+        self._upstreams.offer_h2 = chosen == ALPN_H2
+        if not self._lost:
+            self._intercept(self._negotiating, self._buffer, chosen)
+
+    def _not_negotiated(self, reason: Failure) -> None:
+        """The server cannot be reached: go on with HTTP/1.1, whose first request gets the 502 saying why."""
+        self._negotiated(None)
+
+    def _intercept(self, hello: ClientHello, data: bytes, alpn: bytes) -> None:
+        """TLS with the client, selecting C{alpn}, then HTTP of that version inside."""
         names = [hello.sni] if hello.sni else []
         if self.host not in names:
             names.append(self.host)
         assert self.context.certstore is not None
-        creator = intercepting_server_creator(self.context.certstore, names)
-        inner = self._inner_http(client, (self._upstream_scheme or b"https", self.host, self.port))
+        creator = intercepting_server_creator(self.context.certstore, names, alpn)
+        inner = self._inner_http(self.client, (self._upstream_scheme or b"https", self.host, self.port), alpn)
         factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
+        self._negotiating = None
         self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
-        self._hand_over(self._inner_http(self.client, (self._upstream_scheme or scheme, self.host, self.port)), data)
+        self._hand_over(self._inner_http(self.client, (self._upstream_scheme or scheme, self.host, self.port), b""), data)
 
     def _relay(self, with_hooks: bool) -> TCPRelay:
         """A raw relay to the tunnel's target, over the connection opened for the CONNECT if there is one."""
