@@ -15,7 +15,8 @@ from typing import BinaryIO
 from twisted_mitm import http, tcp  # noqa: F401  (registers the http and tcp flow types)
 from twisted_mitm.exceptions import FlowReadException
 from twisted_mitm.flow import Flow
-from twisted_mitm.io import compat, tnetstring
+from twisted_mitm.io.compat import migrate_flow
+from twisted_mitm.io.tnetstring import EndOfInput, dump, load
 
 FlowFilter = Callable[[Flow], bool]
 """A parsed filter expression: C{True} for the flows it matches."""
@@ -33,7 +34,7 @@ class FlowWriter:
         @raise ValueError: if the flow holds a value that cannot be saved (say, an
             object in C{flow.metadata}); nothing is written then.
         """
-        tnetstring.dump(flow.get_state(), self.fo)
+        dump(flow.get_state(), self.fo)
 
 
 class FilteredFlowWriter(FlowWriter):
@@ -67,8 +68,8 @@ class FlowReader:
         count = 0
         while True:
             try:
-                state = tnetstring.load(self.fo)
-            except tnetstring.EndOfInput:
+                state = load(self.fo)
+            except EndOfInput:
                 return
             except (ValueError, RecursionError) as e:
                 raise FlowReadException(_not_a_flow(count, str(e) or type(e).__name__)) from None
@@ -91,7 +92,7 @@ def _flow_from(state: object, index: int) -> Flow:
     if not isinstance(state, dict):
         raise FlowReadException(_not_a_flow(index, f"expected a flow, found a {type(state).__name__}"))
     try:
-        return Flow.from_state(compat.migrate_flow(state))
+        return Flow.from_state(migrate_flow(state))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise FlowReadException(_not_a_flow(index, str(e))) from None
 
