@@ -11,6 +11,7 @@ import brotli  # type: ignore[import-untyped]
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.support import curl, respond, start_proxy, start_raw_origin
+from twisted_mitm.addons.defaults import default_addons
 from twisted_mitm.addons.har import har_entry
 from twisted_mitm.addons.proxyauth import credentials_from
 from twisted_mitm.connection import Client, Server
@@ -29,6 +30,19 @@ class CredentialsTests(SynchronousTestCase):
         self.assertIsNone(credentials_from("Bearer abc"))
         self.assertIsNone(credentials_from("Basic !!!"))
         self.assertIsNone(credentials_from(""))
+
+
+class DefaultAddonsTests(SynchronousTestCase):
+    """The chain of built-in addons."""
+
+    def test_mitmproxy_order(self) -> None:
+        """The built-ins run in the order of mitmproxy's default_addons(), then the flow log and the HAR dump."""
+        names = [type(addon).__name__ for addon in default_addons()]
+        self.assertEqual(
+            names,
+            ["BlockList", "AntiCache", "AntiComp", "DisableH2C", "ProxyAuth", "MapRemote", "MapLocal",
+             "ModifyBody", "ModifyHeaders", "StickyAuth", "StickyCookie", "FlowLog", "HarDump"],
+        )
 
 
 class ProxyAuthTests(TestCase):

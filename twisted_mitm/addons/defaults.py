@@ -1,15 +1,38 @@
 # -*- test-case-name: tests.test_builtin_addons -*-
-"""The built-in addons every proxy runs before user scripts, in order."""
+"""The built-in addons every proxy runs before user scripts, in mitmproxy's order."""
 
 from __future__ import annotations
 
+from twisted_mitm.addons.anticache import AntiCache
+from twisted_mitm.addons.anticomp import AntiComp
+from twisted_mitm.addons.blocklist import BlockList
 from twisted_mitm.addons.disable_h2c import DisableH2C
 from twisted_mitm.addons.flowlog import FlowLog
 from twisted_mitm.addons.har import HarDump
+from twisted_mitm.addons.maplocal import MapLocal
+from twisted_mitm.addons.mapremote import MapRemote
+from twisted_mitm.addons.modifybody import ModifyBody
+from twisted_mitm.addons.modifyheaders import ModifyHeaders
 from twisted_mitm.addons.proxyauth import ProxyAuth
+from twisted_mitm.addons.stickyauth import StickyAuth
+from twisted_mitm.addons.stickycookie import StickyCookie
 
 
 def default_addons() -> list[object]:
-    """Fresh instances of the built-in addons: authentication first, then protocol fixes,
-    then logging and recording."""
-    return [ProxyAuth(), DisableH2C(), FlowLog(), HarDump()]
+    """Fresh instances of the built-in addons, in the order of mitmproxy's
+    C{default_addons()}, then logging and recording (mitmdump adds its dumper last)."""
+    return [
+        BlockList(),
+        AntiCache(),
+        AntiComp(),
+        DisableH2C(),
+        ProxyAuth(),
+        MapRemote(),
+        MapLocal(),
+        ModifyBody(),
+        ModifyHeaders(),
+        StickyAuth(),
+        StickyCookie(),
+        FlowLog(),
+        HarDump(),
+    ]
