@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.support import curl, raw_client, reactor, respond, start_proxy, start_raw_origin
 from twisted_mitm.addons.block import Block, open_proxy_warning
+from twisted_mitm.addons.defaults import addons_after_scripts, default_addons
 from twisted_mitm.addons.har import har_entry
 from twisted_mitm.addons.proxyauth import credentials_from
 from twisted_mitm.connection import Client, Server
@@ -37,6 +38,21 @@ class CredentialsTests(SynchronousTestCase):
         self.assertIsNone(credentials_from("Bearer abc"))
         self.assertIsNone(credentials_from("Basic !!!"))
         self.assertIsNone(credentials_from(""))
+
+
+class DefaultAddonsTests(SynchronousTestCase):
+    """The chain of built-in addons."""
+
+    def test_mitmproxy_order(self) -> None:
+        """The built-ins run in the order of mitmproxy's default_addons() (block, who may connect,
+        first), then the flow log, the HAR dump and the flow file reader; the writer after the scripts."""
+        names = [type(addon).__name__ for addon in default_addons()]
+        self.assertEqual(
+            names,
+            ["Block", "BlockList", "AntiCache", "AntiComp", "DisableH2C", "ProxyAuth", "MapRemote", "MapLocal",
+             "ModifyBody", "ModifyHeaders", "StickyAuth", "StickyCookie", "FlowLog", "HarDump", "ReadFile"],
+        )
+        self.assertEqual([type(addon).__name__ for addon in addons_after_scripts()], ["Save"])
 
 
 class ProxyAuthTests(TestCase):

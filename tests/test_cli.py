@@ -150,6 +150,24 @@ class CommandLineTests(TestCase):
         """A filter expression after the options that does not parse is refused, quoting it."""
         await self.assert_refused("dumper_filter: Invalid filter expression: '~u (a': expected a regex after ~u", "~u", "(a")
 
+    async def test_bad_rewriting_rules(self) -> None:
+        """Bad rules of the rewriting options (wrong separators, a bad filter, a missing @file)
+        stop start-up with exit status 2 and one line naming the rule
+        (the command is that of C{python -m twisted_mitm}; twistd goes through the same checks)."""
+        cases = [
+            ("modify_headers: cannot parse '/only-one-part': expected /subject/replacement", "modify_headers=/only-one-part"),
+            ("map_remote: cannot parse '|~nope|a|b': Invalid filter expression: '~nope'", "map_remote=|~nope|a|b"),
+            ("modify_body: cannot parse '|x|@/no/such/file': cannot read '/no/such/file'", "modify_body=|x|@/no/such/file"),
+        ]
+        command = [*COMMANDS["python -m"], "--set", f"confdir={shared_confdir()}"]
+        children = [self.spawn([*command, "--set", option]) for _, option in cases]
+        codes = await gatherResults([child.ended.addTimeout(20, reactor) for child in children])
+        for (expected, option), code, child in zip(cases, codes, children):
+            self.assertEqual(code, 2, option)
+            self.assertEqual(len(child.err.splitlines()), 1, (option, child.err))
+            self.assertTrue(child.err.startswith(b"twisted_mitm: error: "), child.err)
+            self.assertIn(expected, child.err.decode(), option)
+
     async def test_port_in_use(self) -> None:
         """A listen port already in use stops start-up with one line naming it."""
         busy = socket.socket()

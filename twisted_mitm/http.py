@@ -938,6 +938,12 @@ class Response(Message):
 
     data: ResponseData
 
+    body_file: str | None = None
+    """A file whose bytes are the body of a response made by a hook (in C{requestheaders}
+    or C{request}): the proxy reads it from disk as it sends it, so a large file never sits
+    in memory (C{map_local} answers with large files this way). C{raw_content} stays
+    empty; set Content-Length to the file's size. Ignored on responses from a server."""
+
     def __init__(
         self,
         http_version: str | bytes,

@@ -623,5 +623,62 @@ def default_options() -> Options:
         "TLS tunnel gets it if the server agrees to it too (the proxy connects to the server "
         "first and mirrors what it chose); when disabled, both sides speak HTTP/1.1.",
     )
+    _add_rewriting_options(options)
     options.subscribe(_check_host_filters(options))
     return options
+
+
+def _add_rewriting_options(options: Options) -> None:
+    """The options of the built-in addons that rewrite traffic (docs/rewriting.md).
+
+    Rules (C{[SEP filter]SEP subject SEP replacement}, any separator) are checked by their
+    addons' C{configure}, which refuses a bad one with a line naming it.
+    """
+    add = options.add_option
+    add(
+        "modify_headers", Sequence[str], [],
+        "Header rules '[/flow-filter]/header-name/[@]header-value', the separator being any "
+        "character: matching requests and responses get the header set to the value (@path: "
+        "read from that file); an empty value removes the header.",
+    )
+    add(
+        "modify_body", Sequence[str], [],
+        "Body rules '[/flow-filter]/regex/[@]replacement', the separator being any character: "
+        "matches of the regex in matching bodies are replaced (@path: by that file's bytes). "
+        "Streamed bodies are rewritten on the fly (see docs/rewriting.md).",
+    )
+    add(
+        "map_remote", Sequence[str], [],
+        "URL rules '[/flow-filter]/url-regex/replacement', the separator being any character: "
+        "matching requests are sent to the URL the replacement makes.",
+    )
+    add(
+        "map_local", Sequence[str], [],
+        "Local file rules '[/flow-filter]/url-regex/file-or-directory', the separator being any "
+        "character: matching requests are answered from the file, or from the directory with "
+        "the rest of the URL as file name (404 if it does not exist).",
+    )
+    add(
+        "anticache", bool, False,
+        "Remove request headers that let the server answer 304 Not Modified "
+        "(If-Modified-Since, If-None-Match).",
+    )
+    add("anticomp", bool, False, "Ask servers for uncompressed responses (Accept-Encoding: identity).")
+    add(
+        "block_list", Sequence[str], [],
+        "Blocking rules '/flow-filter/status', the separator being any character: matching "
+        "requests get an empty response with that status; 444 closes the connection without "
+        "a response.",
+    )
+    add(
+        "stickycookie", Optional[str], None,
+        "Filter expression: requests that match it get the cookies the proxy has seen set "
+        "for their host, port and path.",
+        check=check_filter,
+    )
+    add(
+        "stickyauth", Optional[str], None,
+        "Filter expression: requests that match it and carry no Authorization header get "
+        "the last one sent to their host.",
+        check=check_filter,
+    )

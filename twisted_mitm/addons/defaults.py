@@ -1,22 +1,48 @@
 # -*- test-case-name: tests.test_builtin_addons -*-
-"""The built-in addons every proxy runs: some before user scripts, some after them."""
+"""The built-in addons every proxy runs: most before user scripts, in mitmproxy's order;
+the flow file writer after them."""
 
 from __future__ import annotations
 
+from twisted_mitm.addons.anticache import AntiCache
+from twisted_mitm.addons.anticomp import AntiComp
 from twisted_mitm.addons.block import Block
+from twisted_mitm.addons.blocklist import BlockList
 from twisted_mitm.addons.disable_h2c import DisableH2C
 from twisted_mitm.addons.flowlog import FlowLog
 from twisted_mitm.addons.har import HarDump
+from twisted_mitm.addons.maplocal import MapLocal
+from twisted_mitm.addons.mapremote import MapRemote
+from twisted_mitm.addons.modifybody import ModifyBody
+from twisted_mitm.addons.modifyheaders import ModifyHeaders
 from twisted_mitm.addons.proxyauth import ProxyAuth
 from twisted_mitm.addons.readfile import ReadFile
 from twisted_mitm.addons.save import Save
+from twisted_mitm.addons.stickyauth import StickyAuth
+from twisted_mitm.addons.stickycookie import StickyCookie
 
 
 def default_addons() -> list[object]:
-    """Fresh instances of the built-in addons that go before the scripts: who may connect,
-    authentication, then protocol fixes, then logging and recording, then the flow file
-    reader."""
-    return [Block(), ProxyAuth(), DisableH2C(), FlowLog(), HarDump(), ReadFile()]
+    """Fresh instances of the built-in addons that go before the scripts, in the order of
+    mitmproxy's C{default_addons()} (who may connect first), then logging and recording
+    (mitmdump adds its dumper last), then the flow file reader."""
+    return [
+        Block(),
+        BlockList(),
+        AntiCache(),
+        AntiComp(),
+        DisableH2C(),
+        ProxyAuth(),
+        MapRemote(),
+        MapLocal(),
+        ModifyBody(),
+        ModifyHeaders(),
+        StickyAuth(),
+        StickyCookie(),
+        FlowLog(),
+        HarDump(),
+        ReadFile(),
+    ]
 
 
 def addons_after_scripts() -> list[object]:

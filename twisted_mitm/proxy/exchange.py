@@ -35,6 +35,7 @@ from twisted_mitm.hooks import (
 )
 from twisted_mitm.http import Headers, HTTPFlow, Message, Request, Response
 from twisted_mitm.proxy import framing
+from twisted_mitm.proxy.filebody import made_body_source
 from twisted_mitm.proxy.pipe import BodyPipe, BodyWriter, BufferSink, DiscardSink, Fields
 from twisted_mitm.proxy.transform import make_transform
 
@@ -257,6 +258,11 @@ class Transfer:
         self._check_unchanged()
         self.delivered()
 
+    def abandon(self) -> None:
+        """The exchange failed: a body still flowing is cut."""
+        if self.pipe is not None:
+            self.pipe.abort(Failure(ProtocolError(502, "exchange abandoned")))
+
     def delivered(self) -> None:
         """The message reached its destination whole and its hooks are done."""
         self.phase = Phase.DONE
@@ -391,6 +397,8 @@ class ResponseTransfer(Transfer):
     def __init__(self, exchange: Exchange) -> None:
         super().__init__(exchange)
         self.closes_connection = False
+        #: the body of a hook-made response that is not in memory (a file)
+        self._made_source: BodySource | None = None
 
     @property
     def message(self) -> Response:
@@ -400,6 +408,8 @@ class ResponseTransfer(Transfer):
 
     @property
     def source(self) -> BodySource:
+        if self._made_source is not None:
+            return self._made_source
         assert self.exchange.server is not None
         return self.exchange.server
 
@@ -419,9 +429,24 @@ class ResponseTransfer(Transfer):
         )
 
     def deliver_made(self) -> None:
-        """Deliver a response a hook made (the server was never asked)."""
-        self.phase = Phase.HOOK
-        self._deliver_buffered()
+        """Deliver a response a hook made (the server was never asked): from memory, or
+        streamed from its own body source (C{Response.body_file}), then C{response} runs."""
+        try:
+            self._made_source = made_body_source(self.message, self.exchange.context.reactor) if self._has_body() else None
+        except ProtocolError as problem:
+            self.exchange.fail(problem)
+            return
+        if self._made_source is None:
+            self.phase = Phase.HOOK
+            self._deliver_buffered()
+            return
+        self.body_framing = self._made_source.framing
+        self._stream([])
+
+    def abandon(self) -> None:
+        super().abandon()
+        if self._made_source is not None:
+            self._made_source.producer.stopProducing()
 
     def send_error(self, response: Response) -> None:
         """Answer with C{response} made by the proxy, and close."""
@@ -652,8 +677,7 @@ class Exchange:
         self.stage = Stage.FAILED
         self.flow.live = False
         for transfer in (self.request_transfer, self.response_transfer):
-            if transfer.pipe is not None:
-                transfer.pipe.abort(Failure(ProtocolError(502, "exchange abandoned")))
+            transfer.abandon()
         if self.server is not None:
             self.server.abort()
 
