@@ -29,7 +29,7 @@ from benchmarks.soak import content, faults, wire
 from benchmarks.soak.__main__ import origin_findings
 from benchmarks.soak.origin import Origin
 from benchmarks.soak.plan import MiB, Plan
-from benchmarks.soak.probe import Sample, close_wait_count, sample, socket_inodes
+from benchmarks.soak.probe import Sample, fd_kinds, sample, socket_inodes, socket_states
 from benchmarks.soak.summary import FD_SLACK, Figures, markdown, percentiles
 from benchmarks.soak.tally import Tally, Verdict, judge_body, judge_cut_body, judge_upload
 from benchmarks.soak.wire import Ending, Reply
@@ -184,10 +184,10 @@ class ProbeTests(SynchronousTestCase):
         "   3: 0100007F:1F90 0100007F:D2C8 01 00000000:00000000 00:00000000 00000000     0        0 444 1\n"
     )
 
-    def test_close_wait_count(self) -> None:
-        """Only the process's own sockets in state 08 (CLOSE_WAIT) count."""
-        self.assertEqual(close_wait_count([self.TABLE], {111, 222, 444}), 1)
-        self.assertEqual(close_wait_count([self.TABLE, self.TABLE], {222, 333}), 4)
+    def test_socket_states(self) -> None:
+        """Only the process's own sockets count, by state (08 is CLOSE_WAIT)."""
+        self.assertEqual(socket_states([self.TABLE], {111, 222, 444}), {"LISTEN": 1, "CLOSE_WAIT": 1, "ESTABLISHED": 1})
+        self.assertEqual(socket_states([self.TABLE, self.TABLE], {222, 333}), {"CLOSE_WAIT": 4})
 
     def test_own_process(self) -> None:
         """The readings of this very process: memory, descriptors, a socket it holds."""
@@ -196,6 +196,7 @@ class ProbeTests(SynchronousTestCase):
             self.assertGreater(reading.rss_mib, 0)
             self.assertGreater(reading.fds, 2)
             self.assertIn(os.fstat(sock.fileno()).st_ino, socket_inodes(os.getpid()))
+            self.assertGreaterEqual(fd_kinds(os.getpid()).get("socket", 0), 1)
 
 
 class PlanTests(SynchronousTestCase):
@@ -238,7 +239,8 @@ class FiguresTests(SynchronousTestCase):
     def figures(self, tally: Tally | None = None, after_fds: int = 12, **changes: Any) -> Figures:
         plan = Plan.for_mode(True, None, 1)
         return Figures("now", "make soak", "abc", plan, [], tally or Tally(), Sample(50, 12), Sample(90, 40),
-                       Sample(60, after_fds), close_wait=0, log_tracebacks=0, **changes)
+                       Sample(60, after_fds), sockets_after={"LISTEN": 1}, fds_after={"socket": 1}, log_tracebacks=0,
+                       **changes)
 
     def test_pass(self) -> None:
         """Nothing lost, descriptors back: the run passes."""

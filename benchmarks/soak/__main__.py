@@ -146,7 +146,8 @@ def main(argv: list[str]) -> int:
         lost, smuggled = origin_findings(tally, origin_state(plan.http_port))
         log(f"load over after {time.monotonic() - started:.0f} s; reading the proxy again in {SETTLE:g} s")
         time.sleep(SETTLE)
-        after, close_wait, peak = probe.sample(pid), probe.close_wait_sockets(pid), monitor.stop()
+        after, sockets_after, fds_after = probe.sample(pid), probe.tcp_states(pid), probe.fd_kinds(pid)
+        peak = monitor.stop()
     finally:
         proxy.stop()
         origin.stop()
@@ -154,7 +155,7 @@ def main(argv: list[str]) -> int:
         when=time.strftime("%Y-%m-%d %H:%M:%S"),
         command="make soak" + (f" ARGS='{shlex.join(argv)}'" if argv else ""),
         commit=commit, plan=plan, proxy_options=list(proxy_options(plan)), tally=tally,
-        before=before, peak=peak, after=after, close_wait=close_wait,
+        before=before, peak=peak, after=after, sockets_after=sockets_after, fds_after=fds_after,
         log_tracebacks=count_tracebacks(proxy.directory / "proxy.log"), origin_findings=lost, smuggled=smuggled,
         hung_workers=hung,
     )

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_soak -*-
 """What the proxy process holds, read from C{/proc}: resident memory, open file
-descriptors, and its TCP sockets in CLOSE_WAIT (the peer closed, the proxy never did).
+descriptors (and of what kind), and the states of its TCP sockets, CLOSE_WAIT above all
+(the peer closed, the proxy never did).
 
 L{Monitor} samples in a thread while the load runs and keeps the peaks.
 """
@@ -8,13 +9,18 @@ L{Monitor} samples in a thread while the load runs and keeps the peaks.
 from __future__ import annotations
 
 import os
+import re
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The C{st} column of C{/proc/net/tcp} for CLOSE_WAIT.
-CLOSE_WAIT_STATE = "08"
+#: The C{st} column of C{/proc/net/tcp}, by value (include/net/tcp_states.h).
+TCP_STATES = {
+    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+    "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
+}
 
 
 @dataclass(frozen=True)
@@ -34,34 +40,41 @@ def sample(pid: int) -> Sample:
     return Sample(round(rss_kib / 1024, 1), len(os.listdir(f"/proc/{pid}/fd")))
 
 
-def socket_inodes(pid: int) -> set[int]:
-    """The inodes of the sockets among C{pid}'s file descriptors."""
-    inodes = set()
+def _fd_targets(pid: int) -> list[str]:
+    targets = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:  # closed meanwhile
             continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[8:-1]))
-    return inodes
+    return targets
 
 
-def close_wait_count(tables: Iterable[str], inodes: set[int]) -> int:
-    """How many rows of C{/proc/net/tcp}-style C{tables} are in CLOSE_WAIT with one of C{inodes}."""
-    count = 0
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets among C{pid}'s file descriptors."""
+    return {int(target[8:-1]) for target in _fd_targets(pid) if target.startswith("socket:[")}
+
+
+def fd_kinds(pid: int) -> dict[str, int]:
+    """C{pid}'s descriptors by kind: C{socket}, C{pipe}, C{anon_inode:[eventpoll]}, or the file's path."""
+    return dict(Counter(re.sub(r":\[\d+\]$", "", target) for target in _fd_targets(pid)))
+
+
+def socket_states(tables: Iterable[str], inodes: set[int]) -> dict[str, int]:
+    """The TCP states of the rows of C{/proc/net/tcp}-style C{tables} whose inode is in C{inodes}."""
+    states: Counter[str] = Counter()
     for table in tables:
         for row in table.splitlines()[1:]:
             columns = row.split()
-            if len(columns) > 9 and columns[3] == CLOSE_WAIT_STATE and int(columns[9]) in inodes:
-                count += 1
-    return count
+            if len(columns) > 9 and int(columns[9]) in inodes:
+                states[TCP_STATES.get(columns[3], columns[3])] += 1
+    return dict(states)
 
 
-def close_wait_sockets(pid: int) -> int:
-    """The sockets of C{pid} in CLOSE_WAIT now (IPv4 and IPv6)."""
+def tcp_states(pid: int) -> dict[str, int]:
+    """The states of C{pid}'s TCP sockets now (IPv4 and IPv6), e.g. C{{"LISTEN": 1, "CLOSE_WAIT": 2}}."""
     tables = [Path(path).read_text() for path in ("/proc/net/tcp", "/proc/net/tcp6") if Path(path).exists()]
-    return close_wait_count(tables, socket_inodes(pid))
+    return socket_states(tables, socket_inodes(pid))
 
 
 class Monitor:

@@ -34,7 +34,9 @@ class Figures:
     before: Sample
     peak: Sample
     after: Sample
-    close_wait: int
+    #: the states of the proxy's TCP sockets, and its descriptors by kind, 10 s after the load
+    sockets_after: dict[str, int]
+    fds_after: dict[str, int]
     log_tracebacks: int
     #: aborted uploads that reached the sink whole (found from the origin's side)
     origin_findings: list[str] = field(default_factory=list)
@@ -46,6 +48,10 @@ class Figures:
     @property
     def bodies_lost_or_corrupted(self) -> int:
         return self.tally.total(Verdict.LOST, Verdict.CORRUPTED) + len(self.origin_findings)
+
+    @property
+    def close_wait(self) -> int:
+        return self.sockets_after.get("CLOSE_WAIT", 0)
 
     @property
     def fd_limit(self) -> int:
@@ -120,7 +126,8 @@ def headline(figures: Figures) -> list[tuple[str, str]]:
         ("smuggled requests that reached the origin (must be 0)", str(figures.smuggled)),
         ("proxy RSS before / peak / after", f"{before.rss_mib:.1f} / {peak.rss_mib:.1f} / {after.rss_mib:.1f} MiB"),
         (f"proxy fds before / peak / after (after must be ≤ {figures.fd_limit})", f"{before.fds} / {peak.fds} / {after.fds}"),
-        ("proxy sockets in CLOSE_WAIT at the end", str(figures.close_wait)),
+        ("proxy sockets in CLOSE_WAIT at the end", f"{figures.close_wait} (all its TCP sockets: "
+         + ", ".join(f"{count} {state}" for state, count in sorted(figures.sockets_after.items())) + ")"),
         ("tracebacks in the proxy's log", str(figures.log_tracebacks)),
     ]
 
@@ -171,6 +178,8 @@ def as_json(figures: Figures) -> dict[str, Any]:
             "after": asdict(figures.after),
             "fd_limit": figures.fd_limit,
             "close_wait": figures.close_wait,
+            "sockets_after": figures.sockets_after,
+            "fds_after": figures.fds_after,
             "log_tracebacks": figures.log_tracebacks,
         },
         "hung_workers": figures.hung_workers,
