@@ -182,12 +182,15 @@ class ProbeTests(SynchronousTestCase):
         "   1: 0100007F:1F90 0100007F:D2C4 08 00000000:00000000 00:00000000 00000000     0        0 222 1\n"
         "   2: 0100007F:1F90 0100007F:D2C6 08 00000000:00000000 00:00000000 00000000     0        0 333 1\n"
         "   3: 0100007F:1F90 0100007F:D2C8 01 00000000:00000000 00:00000000 00000000     0        0 444 1\n"
+        "   4: 0100007F:D2CA 0100007F:1F91 08 00000000:00000000 00:00000000 00000000     0        0 555 1\n"
     )
 
     def test_socket_states(self) -> None:
-        """Only the process's own sockets count, by state (08 is CLOSE_WAIT)."""
-        self.assertEqual(socket_states([self.TABLE], {111, 222, 444}), {"LISTEN": 1, "CLOSE_WAIT": 1, "ESTABLISHED": 1})
-        self.assertEqual(socket_states([self.TABLE, self.TABLE], {222, 333}), {"CLOSE_WAIT": 4})
+        """Only the process's own sockets count, by state (08 is CLOSE_WAIT) and peer."""
+        self.assertEqual(socket_states([self.TABLE], {111, 222, 444, 555}, 8080, {0x1F91: "origin http"}),
+                         {"LISTEN": 1, "CLOSE_WAIT from a client": 1, "ESTABLISHED from a client": 1,
+                          "CLOSE_WAIT to origin http": 1})
+        self.assertEqual(socket_states([self.TABLE, self.TABLE], {222, 333}, 8080, {}), {"CLOSE_WAIT from a client": 4})
 
     def test_own_process(self) -> None:
         """The readings of this very process: memory, descriptors, a socket it holds."""
@@ -238,9 +241,9 @@ class TallyTests(SynchronousTestCase):
 class FiguresTests(SynchronousTestCase):
     def figures(self, tally: Tally | None = None, after_fds: int = 12, **changes: Any) -> Figures:
         plan = Plan.for_mode(True, None, 1)
+        fields: dict[str, Any] = {"sockets_after": {"LISTEN": 1}, "fds_after": {"socket": 1}, "log_tracebacks": 0, **changes}
         return Figures("now", "make soak", "abc", plan, [], tally or Tally(), Sample(50, 12), Sample(90, 40),
-                       Sample(60, after_fds), sockets_after={"LISTEN": 1}, fds_after={"socket": 1}, log_tracebacks=0,
-                       **changes)
+                       Sample(60, after_fds), **fields)
 
     def test_pass(self) -> None:
         """Nothing lost, descriptors back: the run passes."""
@@ -258,6 +261,12 @@ class FiguresTests(SynchronousTestCase):
         self.assertEqual(len(self.figures(after_fds=13 + FD_SLACK).failures()), 1)
         self.assertEqual(len(self.figures(smuggled=1).failures()), 1)
         self.assertEqual(len(self.figures(hung_workers=["faults"]).failures()), 1)
+
+    def test_close_wait(self) -> None:
+        """Sockets in CLOSE_WAIT are counted whatever their peer."""
+        figures = self.figures(sockets_after={"LISTEN": 1, "CLOSE_WAIT from a client": 2, "CLOSE_WAIT to origin http": 1})
+        self.assertEqual(figures.close_wait, 3)
+        self.assertIn("| proxy sockets in CLOSE_WAIT at the end | 3 (", markdown(figures))
 
     def test_origin_findings(self) -> None:
         """Aborted uploads the sink got whole are lost bodies; smuggled seeds seen are counted."""

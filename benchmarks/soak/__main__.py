@@ -146,7 +146,8 @@ def main(argv: list[str]) -> int:
         lost, smuggled = origin_findings(tally, origin_state(plan.http_port))
         log(f"load over after {time.monotonic() - started:.0f} s; reading the proxy again in {SETTLE:g} s")
         time.sleep(SETTLE)
-        after, sockets_after, fds_after = probe.sample(pid), probe.tcp_states(pid), probe.fd_kinds(pid)
+        peers = {port: f"origin {name}" for name, port in ports.items()}
+        after, sockets_after, fds_after = probe.sample(pid), probe.tcp_states(pid, plan.proxy_port, peers), probe.fd_kinds(pid)
         peak = monitor.stop()
     finally:
         proxy.stop()

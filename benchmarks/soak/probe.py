@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,21 +60,35 @@ def fd_kinds(pid: int) -> dict[str, int]:
     return dict(Counter(re.sub(r":\[\d+\]$", "", target) for target in _fd_targets(pid)))
 
 
-def socket_states(tables: Iterable[str], inodes: set[int]) -> dict[str, int]:
-    """The TCP states of the rows of C{/proc/net/tcp}-style C{tables} whose inode is in C{inodes}."""
+def _port(address: str) -> int:
+    """The port of a C{/proc/net/tcp} address, C{0100007F:1F90} -> 8080."""
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def socket_states(tables: Iterable[str], inodes: set[int], listen_port: int, peers: Mapping[int, str]) -> dict[str, int]:
+    """The sockets among the rows of C{/proc/net/tcp}-style C{tables} whose inode is in
+    C{inodes}, counted by state and peer: C{"CLOSE_WAIT from a client"}, C{"ESTABLISHED to
+    origin https"} (C{peers} names remote ports), C{"LISTEN"}."""
     states: Counter[str] = Counter()
     for table in tables:
         for row in table.splitlines()[1:]:
             columns = row.split()
-            if len(columns) > 9 and int(columns[9]) in inodes:
-                states[TCP_STATES.get(columns[3], columns[3])] += 1
+            if len(columns) <= 9 or int(columns[9]) not in inodes:
+                continue
+            state, local, remote = TCP_STATES.get(columns[3], columns[3]), _port(columns[1]), _port(columns[2])
+            if state == "LISTEN":
+                states[state] += 1
+            elif local == listen_port:
+                states[f"{state} from a client"] += 1
+            else:
+                states[f"{state} to {peers.get(remote, f'port {remote}')}"] += 1
     return dict(states)
 
 
-def tcp_states(pid: int) -> dict[str, int]:
-    """The states of C{pid}'s TCP sockets now (IPv4 and IPv6), e.g. C{{"LISTEN": 1, "CLOSE_WAIT": 2}}."""
+def tcp_states(pid: int, listen_port: int, peers: Mapping[int, str]) -> dict[str, int]:
+    """The TCP sockets of C{pid} now (IPv4 and IPv6), by state and peer (see L{socket_states})."""
     tables = [Path(path).read_text() for path in ("/proc/net/tcp", "/proc/net/tcp6") if Path(path).exists()]
-    return socket_states(tables, socket_inodes(pid))
+    return socket_states(tables, socket_inodes(pid), listen_port, peers)
 
 
 class Monitor:

@@ -51,7 +51,7 @@ class Figures:
 
     @property
     def close_wait(self) -> int:
-        return self.sockets_after.get("CLOSE_WAIT", 0)
+        return sum(count for state, count in self.sockets_after.items() if state.startswith("CLOSE_WAIT"))
 
     @property
     def fd_limit(self) -> int:
