@@ -268,6 +268,12 @@ class FiguresTests(SynchronousTestCase):
         self.assertEqual(figures.close_wait, 3)
         self.assertIn("| proxy sockets in CLOSE_WAIT at the end | 3 (", markdown(figures))
 
+    def test_leftover_connections_listed(self) -> None:
+        """Origin connections left open are listed with their last request, without failing the run."""
+        figures = self.figures(origin_open_after=["GET /hang/5 HTTP/1.1"])
+        self.assertEqual(figures.failures(), [])
+        self.assertIn("`GET /hang/5 HTTP/1.1`", markdown(figures))
+
     def test_origin_findings(self) -> None:
         """Aborted uploads the sink got whole are lost bodies; smuggled seeds seen are counted."""
         tally = Tally()
@@ -351,6 +357,21 @@ class OriginTests(TestCase):
             with self.assertRaises((wire.NoResponse, OSError)):
                 await ask(port, head, lambda writer: wire.send_body(writer, 3, 3 * MiB, chunked=False))
             self.assertEqual(sorted(origin.seen.uploads), [1, 2])
+        return run(check())
+
+
+    def test_open_connections(self) -> None:
+        """The origin names its open connections by their last request line, and forgets closed ones."""
+        async def check() -> None:
+            origin = Origin()
+            port = await serve_origin(self, origin)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(wire.request_head("GET", "/bytes/1/10", port))
+            await wire.read_reply(reader)
+            self.assertEqual(list(origin.seen.open_connections.values()), ["GET /bytes/1/10 HTTP/1.1"])
+            await wire.close(writer)
+            await asyncio.sleep(0.1)
+            self.assertEqual(origin.seen.open_connections, {})
         return run(check())
 
 

@@ -149,6 +149,8 @@ def main(argv: list[str]) -> int:
         peers = {port: f"origin {name}" for name, port in ports.items()}
         after, sockets_after, fds_after = probe.sample(pid), probe.tcp_states(pid, plan.proxy_port, peers), probe.fd_kinds(pid)
         peak = monitor.stop()
+        left_open = [line for line in origin_state(plan.http_port)["open_connections"]  # type: ignore[union-attr]
+                     if "/__soak/state" not in line]
     finally:
         proxy.stop()
         origin.stop()
@@ -158,6 +160,7 @@ def main(argv: list[str]) -> int:
         commit=commit, plan=plan, proxy_options=list(proxy_options(plan)), tally=tally,
         before=before, peak=peak, after=after, sockets_after=sockets_after, fds_after=fds_after,
         log_tracebacks=count_tracebacks(proxy.directory / "proxy.log"), origin_findings=lost, smuggled=smuggled,
+        origin_open_after=left_open,
         hung_workers=hung,
     )
     section = markdown(figures)

@@ -16,7 +16,8 @@ Routes (C{SEED}, C{SIZE} and C{AT} are integers; bodies come from L{content}):
   - C{* /smuggle/SEED}: a request that must never get here; counted;
   - C{GET /evil/KIND}: a malformed response (L{EVIL_RESPONSES});
   - C{GET /__soak/state}: what the origin saw, as JSON: completed and truncated
-    uploads, smuggled requests, bodies cut by their client.
+    uploads, smuggled requests, bodies cut by their client, and the connections open
+    now with their last request line (so a connection the proxy left open can be named).
 
 The WebSocket ports echo every message (C{websockets}).
 """
@@ -58,6 +59,8 @@ class Seen:
     truncated_uploads: int = 0
     smuggled: list[int] = field(default_factory=list)
     downloads_cut_by_client: int = 0
+    #: the last request line of every open connection, by the connection's client port
+    open_connections: dict[int, str] = field(default_factory=dict)
 
     def as_json(self) -> bytes:
         return json.dumps({
@@ -65,6 +68,7 @@ class Seen:
             "truncated_uploads": self.truncated_uploads,
             "smuggled": self.smuggled,
             "downloads_cut_by_client": self.downloads_cut_by_client,
+            "open_connections": sorted(self.open_connections.values()),
         }).encode()
 
 
@@ -120,11 +124,14 @@ class Origin:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer requests on one connection until it closes or a route ends it."""
+        port = writer.get_extra_info("peername")[1]
+        self.seen.open_connections[port] = "(no request yet)"
         try:
             keep_going = True
             while keep_going:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request = parse_request(head)
+                self.seen.open_connections[port] = head.split(b"\r\n", 1)[0].decode("latin-1")
                 _, name, *args = request.path.split("/")
                 route = self.routes.get(name)
                 if route is None:
@@ -134,6 +141,7 @@ class Origin:
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.LimitOverrunError):
             pass
         finally:
+            del self.seen.open_connections[port]
             writer.close()
 
     async def send_bytes(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

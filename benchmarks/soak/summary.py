@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks.soak.faults import FAULTS
 from benchmarks.soak.plan import MiB, Plan
 from benchmarks.soak.probe import Sample
-from benchmarks.soak.tally import Tally, Verdict
+from benchmarks.soak.tally import EXAMPLES_KEPT, Tally, Verdict
 from benchmarks.tools import ROOT
 
 #: Open descriptors the proxy may keep above its idle count once the load is over.
@@ -42,6 +42,8 @@ class Figures:
     origin_findings: list[str] = field(default_factory=list)
     #: smuggling attempts whose requests reached the origin
     smuggled: int = 0
+    #: the last request line of each origin connection still open at the "after" moment
+    origin_open_after: list[str] = field(default_factory=list)
     #: workers that had to be killed: the soak did not end by itself
     hung_workers: list[str] = field(default_factory=list)
 
@@ -150,10 +152,13 @@ def markdown(figures: Figures) -> str:
         lines.append(f"| {kind} | " + " | ".join(str(counts.get(verdict.value, 0)) for verdict in COLUMNS) + " |")
     examples = [(key, details) for key, details in sorted(figures.tally.examples.items())
                 if details and not key.endswith(Verdict.EXPECTED.value)]
-    if examples or figures.origin_findings:
+    if examples or figures.origin_findings or figures.origin_open_after:
         lines += ["", "Unexpected outcomes and integrity failures (first few of each):", ""]
         lines += [f"- {key}: " + "; ".join(details) for key, details in examples]
         lines += [f"- {finding}" for finding in figures.origin_findings]
+        if figures.origin_open_after:
+            lines.append(f"- origin connections still open 10 s after the load: {len(figures.origin_open_after)}, "
+                         "last requests: " + "; ".join(f"`{line}`" for line in figures.origin_open_after[:EXAMPLES_KEPT]))
     return "\n".join(lines)
 
 
@@ -172,6 +177,7 @@ def as_json(figures: Figures) -> dict[str, Any]:
         "bodies_lost_or_corrupted": figures.bodies_lost_or_corrupted,
         "smuggled": figures.smuggled,
         "origin_findings": figures.origin_findings,
+        "origin_open_after": figures.origin_open_after,
         "proxy": {
             "before": asdict(figures.before),
             "peak": asdict(figures.peak),
