@@ -243,10 +243,13 @@ async def malformed_response(env: Env, rng: random.Random) -> Outcome:
 
 
 async def client_aborts_upload(env: Env, rng: random.Random) -> Outcome:
-    """A client sends part of a body, then resets or closes: the sink must never get it whole."""
+    """A client sends part of a body, then resets or closes: the sink must never get it whole.
+
+    A third of them leave right after the head, while the proxy is still connecting upstream.
+    """
     scheme, chunked, how = rng.choice(("http", "https")), rng.random() < 0.5, rng.choice(("rst", "fin"))
     seed, size = rng.getrandbits(48), rng.randint(4 * MiB, 32 * MiB)
-    stop_after = rng.randint(1, size - 1)
+    stop_after = rng.randint(0, 16) if rng.random() < 1 / 3 else rng.randint(1, size - 1)
     port = scheme_port(env.plan, scheme)
     reader, writer = await wire.open_http(env.proxy, scheme, port)
     env.tally.seeds["aborted uploads"].append(seed)
