@@ -169,13 +169,13 @@ def write_json(bench: Bench, info: dict[str, str], command: str, when: str, prof
     return path
 
 
-def write_docs(section: str) -> Path:
-    """Put C{section} between the result markers of C{docs/benchmarks.md} (the prose stays)."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+def write_docs(section: str, path: Path = ROOT / "docs" / "benchmarks.md", begin: str = BEGIN, end: str = END) -> Path:
+    """Put C{section} between the C{begin} and C{end} markers of C{path}, by default the
+    result markers of C{docs/benchmarks.md}; the prose around them stays."""
+    text = path.read_text() if path.exists() else ""
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{begin}\n{section}\n{end}{tail}")
     return path

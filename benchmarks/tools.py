@@ -31,9 +31,9 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 
 
-def ensure_apt_packages() -> None:
-    """Install the missing Debian packages, after checking that apt knows them."""
-    missing = [package for command, package in APT_PACKAGES.items() if shutil.which(command) is None]
+def ensure_apt_packages(commands: Sequence[str] = tuple(APT_PACKAGES)) -> None:
+    """Install the Debian packages of the missing C{commands}, after checking that apt knows them."""
+    missing = [APT_PACKAGES[command] for command in commands if shutil.which(command) is None]
     if not missing:
         return
     if os.geteuid() != 0:
