@@ -486,6 +486,25 @@ class ScriptSafetyTests(SynchronousTestCase):
         self.assertTrue(client.received.startswith(b"HTTP/1.1 200 "))
 
 
+class TunnelDeadlineTests(SynchronousTestCase):
+    """What a tunnel's first bytes must become, they must become in time."""
+
+    def test_unfinished_client_hello_closed_at_the_head_deadline(self) -> None:
+        """A TLS record header whose ClientHello never completes: the tunnel closes at request_head_timeout."""
+        network, origin = network_with_origin(hold, options=["request_head_timeout=3"])
+        client = network.connect_client()
+        client.send(b"CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\n")
+        network.pump()
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 200 "), client.received)
+        client.send(b"\x16\x03\x01\x02\x00\x01")
+        network.pump()
+        network.advance(2.5)
+        self.assertIsNone(client.lost)
+        network.advance(1)
+        self.assertIsNotNone(client.lost)
+        self.assertEqual(origin.lost, origin.connections)
+
+
 class TLSTests(SynchronousTestCase):
     """CONNECT and TLS interception run in memory, on both legs."""
 

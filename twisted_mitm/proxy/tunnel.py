@@ -90,18 +90,40 @@ class Tunnel(Protocol):
         #: the ClientHello of a client waiting while the server's ALPN choice is learnt
         self._negotiating: ClientHello | None = None
         self._lost = False
+        self._opened_at = 0.0
 
     def connectionMade(self) -> None:
         settings = self.context.settings
         if not settings.intercepts(self.host, self.port):
             self._hand_over(self._relay(settings.show_ignored_hosts), b"")
         else:
+            self._opened_at = self.context.reactor.seconds()
             self._waiting = self.context.reactor.callLater(self.server_first_delay, self._server_speaks_first)
 
     def _server_speaks_first(self) -> None:
         self._waiting = None
-        if self._inner is None and not self._buffer:
+        if self._inner is not None or self._negotiating is not None:
+            return
+        if not self._buffer:
             self._hand_over(self._relay(with_hooks=True), b"")
+            return
+        # Part of a ClientHello or of a request line: it must be complete within the
+        # head deadline, or a client could hold the tunnel open by never finishing it.
+        timeout = self.context.settings.head_timeout
+        if timeout is not None:
+            left = self._opened_at + timeout - self.context.reactor.seconds()
+            self._waiting = self.context.reactor.callLater(max(left, 0), self._undecided, timeout)
+
+    def _undecided(self, timeout: float) -> None:
+        self._waiting = None
+        if self._inner is None and self._negotiating is None:
+            self._log.info(
+                "{host}:{port}: the tunnel's first bytes were not a whole TLS ClientHello or request line after {timeout:g} seconds; closed",
+                host=self.host,
+                port=self.port,
+                timeout=timeout,
+            )
+            self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         if self._inner is not None:
