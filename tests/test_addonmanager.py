@@ -13,9 +13,11 @@ from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.test_flow import make_connections
 from twisted_mitm import ctx
 from twisted_mitm.addonmanager import load_script
 from twisted_mitm.exceptions import AddonError, OptionsError
+from twisted_mitm.flow import Flow
 from twisted_mitm.hooks import DoneHook, RequestHook, ResponseHook
 from twisted_mitm.command import CommandError
 from twisted_mitm.master import Master
@@ -155,6 +157,48 @@ class TriggerTests(ScriptMixin, TestCase):
         waiting.callback("ignored")
         self.assertIsNone(self.successResultOf(done))
         self.assertEqual(flow, ["second"])
+
+    def test_intercepted_flow_held(self) -> None:
+        """A flow intercepted in a hook is held once every handler ran, until it is resumed."""
+
+        class Holds:
+            def request(self, flow: Flow) -> None:
+                flow.intercept()
+
+        seen: list[bool] = []
+
+        class After:
+            def request(self, flow: Flow) -> None:
+                seen.append(flow.intercepted)
+
+        self.master.addons.add(Holds(), After())
+        flow = Flow(*make_connections(), live=True)
+        done = self.master.addons.trigger(RequestHook(flow))
+        self.assertNoResult(done)
+        self.assertEqual(seen, [True])
+        flow.resume()
+        self.assertIsNone(self.successResultOf(done))
+        held = self.master.addons.trigger(ResponseHook(flow))
+        self.successResultOf(held)
+
+    def test_script_waits_for_resume(self) -> None:
+        """A script may intercept in an async hook and await flow.wait_for_resume() itself (on asyncio)."""
+        self.add_script(
+            """
+            async def request(flow):
+                flow.intercept()
+                flow.metadata["state"] = "held"
+                await flow.wait_for_resume()
+                flow.metadata["state"] = "resumed"
+            """
+        )
+        flow = Flow(*make_connections(), live=True)
+        done = self.master.addons.trigger(RequestHook(flow))
+        check = deferLater(reactor, 0.01, lambda: (self.assertEqual(flow.metadata, {"state": "held"}), self.assertNoResult(done)))
+        check.addCallback(lambda _: flow.resume())
+        check.addCallback(lambda _: done)
+        check.addCallback(lambda _: self.assertEqual(flow.metadata, {"state": "resumed"}))
+        return check
 
     def test_hook_exception_logged_with_line(self) -> None:
         """A raising hook is logged with its file and line, and the chain goes on."""

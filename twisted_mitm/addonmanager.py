@@ -6,7 +6,9 @@ Addons are objects (or script modules) whose attributes named after hooks
 (L{twisted_mitm.hooks}) handle them; an addon's C{addons} list nests further addons,
 visited depth-first. L{AddonManager.trigger} calls the handlers one after the other,
 waiting for any Deferred or coroutine a handler returns, and contains their failures:
-each is logged with the handler's file and line, and the next handler still runs.
+each is logged with the handler's file and line, and the next handler still runs. A
+hook about a flow that a handler intercepted (C{flow.intercept()}) ends only when the
+flow is resumed, so the proxy holds the flow meanwhile, as mitmproxy does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twisted_mitm.exceptions import AddonError, OptionsError
+from twisted_mitm.flow import Flow
 from twisted_mitm.hooks import ConfigureHook, DoneHook, Hook, LoadHook
 from twisted_mitm.loader import Loader
 
@@ -84,8 +87,9 @@ class AddonManager:
 
     def add(self, *addons: object) -> None:
         """
-        Append addons to the chain; each gets C{load}, then deferred C{--set} values for the
-        options it declared, then C{configure} with every option name.
+        Append addons to the chain; each gets C{load}, its C{@command.command} methods
+        registered, then deferred C{--set} values for the options it declared, then
+        C{configure} with every option name.
 
         @raise OptionsError: an addon's C{configure} refused the options.
         @raise AddonError: an addon's name is taken, or its C{load}/C{configure} is async.
@@ -98,6 +102,8 @@ class AddonManager:
             if name in self.lookup:
                 raise AddonError(f"an addon called {name!r} already exists")
         self._invoke_now(_handlers_in([addon], LoadHook.name), LoadHook(Loader(self.master)))
+        for nested in traverse([addon]):
+            self.master.commands.collect_commands(nested)
         self.master.options.process_deferred()
         self.chain.append(addon)
         self.lookup.update((_get_name(a), a) for a in traverse([addon]))
@@ -118,11 +124,12 @@ class AddonManager:
     def trigger(self, hook: Hook) -> Deferred[None]:
         """
         Call C{hook} on every addon in chain order, each after the previous one's Deferred
-        or coroutine finished. The result fires once all have run, and never fails.
+        or coroutine finished. The result fires once all have run and the hook's flow, if
+        it was intercepted, has been resumed; it never fails.
         """
         handlers = self._handlers_for(hook.name)
         if not handlers:
-            return succeed(None)
+            return _held(hook)
         return self._run(handlers, hook, 0)
 
     def _handlers_for(self, name: str) -> tuple[Handler, ...]:
@@ -139,7 +146,7 @@ class AddonManager:
             if waiting is not None:
                 rest = index + 1
                 return waiting.addCallback(lambda _: self._run(handlers, hook, rest))
-        return succeed(None)
+        return _held(hook)
 
     def _call(self, handler: Handler, hook: Hook, args: list[Any]) -> Deferred[None] | None:
         """Call one handler; return a Deferred only if it has to be waited for."""
@@ -173,6 +180,14 @@ class AddonManager:
 
     def _configure_all(self, updated: set[str]) -> None:
         self._invoke_now(self._handlers_for(ConfigureHook.name), ConfigureHook(updated))
+
+
+def _held(hook: Hook) -> Deferred[None]:
+    """Fires once the flow C{hook} is about, if any, is not intercepted."""
+    flow = getattr(hook, "flow", None)
+    if isinstance(flow, Flow):
+        return flow.resumed()
+    return succeed(None)
 
 
 def _deferred_from_awaitable(awaitable: Awaitable[Any]) -> Deferred[Any]:

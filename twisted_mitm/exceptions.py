@@ -14,6 +14,10 @@ class ControlException(TwistedMitmError):
     """A flow cannot be controlled as asked (for example, killing a flow that is not live)."""
 
 
+class CommandError(TwistedMitmError):
+    """A command does not exist, or its arguments do not fit it; raised by commands too."""
+
+
 class AddonError(TwistedMitmError):
     """A script could not be loaded."""
 

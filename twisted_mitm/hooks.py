@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 if TYPE_CHECKING:
     from twisted_mitm.loader import Loader
     from twisted_mitm.connection import Client, Server
+    from twisted_mitm.flow import Flow
     from twisted_mitm.http import HTTPFlow
     from twisted_mitm.tcp import TCPFlow
 
@@ -74,6 +75,16 @@ class RunningHook(Hook):
 @dataclass
 class DoneHook(Hook):
     """Called when the addon is removed or the proxy shuts down; the last hook it sees."""
+
+
+@dataclass
+class UpdateHook(Hook):
+    """
+    Flows were changed from outside their own hooks: by a command such as C{flow.mark},
+    C{flow.kill} or C{flow.resume}.
+    """
+
+    flows: Sequence[Flow]
 
 
 # Connections

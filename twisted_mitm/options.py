@@ -520,5 +520,12 @@ def default_options() -> Options:
         "gets a 408 and is disconnected. 0: no limit.",
         check=check_seconds,
     )
+    add(
+        "intercept", Optional[str], None,
+        "Filter expression: flows that match it are intercepted, held until resumed (the "
+        "flow.resume command, or a script's flow.resume()). Setting it turns "
+        "intercept_active on.",
+    )
+    add("intercept_active", bool, False, "Whether the intercept filter is applied.")
     options.subscribe(_check_host_filters(options))
     return options

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from twisted_mitm.addons.core import Core
 from twisted_mitm.addons.disable_h2c import DisableH2C
 from twisted_mitm.addons.flowlog import FlowLog
 from twisted_mitm.addons.har import HarDump
+from twisted_mitm.addons.intercept import Intercept
+from twisted_mitm.addons.liveflows import LiveFlows
 from twisted_mitm.addons.proxyauth import ProxyAuth
 
 
 def default_addons() -> list[object]:
-    """Fresh instances of the built-in addons: authentication first, then protocol fixes,
-    then logging and recording."""
-    return [ProxyAuth(), DisableH2C(), FlowLog(), HarDump()]
+    """Fresh instances of the built-in addons: the core commands and the flows they act on,
+    authentication, protocol fixes, logging and recording, then interception."""
+    return [Core(), LiveFlows(), ProxyAuth(), DisableH2C(), FlowLog(), HarDump(), Intercept()]
