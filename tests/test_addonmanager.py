@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.test_flow import make_connections
 from twisted_mitm import ctx
 from twisted_mitm.addonmanager import load_script
+from twisted_mitm.addons.defaults import default_addons
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.flow import Flow
 from twisted_mitm.hooks import DoneHook, RequestHook, ResponseHook
@@ -435,6 +436,47 @@ class LoadConfigureTests(ScriptMixin, SynchronousTestCase):
         self.master.addons.add(Recorder("same"))
         error = self.assertRaises(AddonError, self.master.addons.add, Recorder("same"))
         self.assertEqual(str(error), "an addon called 'same' already exists")
+
+
+class UnimplementedHookTests(ScriptMixin, SynchronousTestCase):
+    """A handler of a mitmproxy hook that this proxy never calls is named in a warning at load."""
+
+    def test_script_and_nested_addon(self) -> None:
+        """Each unimplemented hook gets one warning with the handler's file and line; implemented ones none."""
+        path = self.write(
+            """
+            def request(flow):
+                pass
+
+            def dns_request(flow):
+                pass
+
+            class Socks:
+                def socks5_auth(self, data):
+                    pass
+
+                def tls_clienthello(self, data):
+                    pass
+
+            addons = [Socks()]
+            """
+        )
+        with capturedLogs() as events:
+            self.master.addons.add(load_script(path))
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(
+            warnings,
+            [
+                f"{path}:4: twisted_mitm does not implement mitmproxy's dns_request hook; this handler will never be called",
+                f"{path}:8: twisted_mitm does not implement mitmproxy's socks5_auth hook; this handler will never be called",
+            ],
+        )
+
+    def test_builtin_addons_quiet(self) -> None:
+        """The built-in addons handle only hooks that exist."""
+        with capturedLogs() as events:
+            self.master.addons.add(*default_addons())
+        self.assertEqual([e for e in events if e["log_level"] == LogLevel.warn], [])
 
 
 class LoadScriptTests(ScriptMixin, SynchronousTestCase):

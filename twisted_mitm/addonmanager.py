@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from twisted_mitm.exceptions import AddonError, OptionsError
 from twisted_mitm.flow import Flow
-from twisted_mitm.hooks import ConfigureHook, DoneHook, Hook, LoadHook
+from twisted_mitm.hooks import ConfigureHook, DoneHook, Hook, LoadHook, all_hooks, mitmproxy_hooks
 from twisted_mitm.loader import Loader
 
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ class AddonManager:
         for name in map(_get_name, traverse([addon])):
             if name in self.lookup:
                 raise AddonError(f"an addon called {name!r} already exists")
+        for nested in traverse([addon]):
+            _warn_unimplemented_hooks(nested)
         self._invoke_now(_handlers_in([addon], LoadHook.name), LoadHook(Loader(self.master)))
         for nested in traverse([addon]):
             self.master.commands.collect_commands(nested)
@@ -180,6 +182,18 @@ class AddonManager:
 
     def _configure_all(self, updated: set[str]) -> None:
         self._invoke_now(self._handlers_for(ConfigureHook.name), ConfigureHook(updated))
+
+
+def _warn_unimplemented_hooks(addon: object) -> None:
+    """Warn about each handler of a mitmproxy hook that this proxy never calls."""
+    for name in sorted(mitmproxy_hooks - set(all_hooks)):
+        handler = getattr(addon, name, None)
+        if callable(handler):
+            _log.warn(
+                "{where}: twisted_mitm does not implement mitmproxy's {hook} hook; this handler will never be called",
+                where=_where(handler, None),
+                hook=name,
+            )
 
 
 def _held(hook: Hook) -> Deferred[None]:

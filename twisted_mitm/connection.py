@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
 
 Address = tuple[str, int]
 
@@ -86,3 +87,15 @@ class Server(Connection):
     """Connection attempt started."""
     timestamp_tcp_setup: float | None = None
     """TCP connection established."""
+
+
+@dataclass(eq=False)
+class Context:
+    """A connection as connection-level hooks see it (mitmproxy's C{proxy.context.Context})."""
+
+    client: Client
+    """The client's connection."""
+    server: Server
+    """The server the connection goes to (its address may still change before connecting)."""
+    options: Any
+    """The proxy's options (C{ctx.options})."""

@@ -37,9 +37,18 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
-from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
+from twisted_mitm.hooks import (
+    ServerConnectedHook,
+    ServerConnectHook,
+    ServerConnectionHookData,
+    ServerDisconnectedHook,
+    TlsEstablishedServerHook,
+    TlsFailedServerHook,
+    TlsStartServerHook,
+)
 from twisted_mitm.proxy.pipe import BodySink, Fields, Hold, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import describe_tls_failure, upstream_creator
+from twisted_mitm.proxy.tls import PreparedConnection, describe_tls_failure, upstream_creator
+from twisted_mitm.tls import TlsData
 
 if TYPE_CHECKING:
     from twisted_mitm.http import HTTPFlow
@@ -384,8 +393,12 @@ class ServerConnections:
 
     def _open(self, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
         _check_connectable(server)
+        return self._start_tls(server).addCallback(self._connect, key, server)
+
+    def _connect(self, tls: TlsData | None, key: UpstreamKey, server: Server) -> Deferred[ServerSideProtocol]:
         settings = self._context.settings
-        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, self._tls_creator(server))
+        connecting = connect_upstream(self._context.reactor, key, server, settings.connect_timeout, _creator(tls))
+        connecting.addBoth(self._tls_outcome, tls)
         connecting.addCallback(self._announce_opened)
         return connecting.addCallback(self._opened)
 
@@ -394,23 +407,44 @@ class ServerConnections:
         server = parked.server
         if key[0] == b"https":
             server.sni = self._sni_for(key[1])
+        return self._start_tls(server).addCallback(self._adopt_with_tls, key, parked)
+
+    def _adopt_with_tls(self, tls: TlsData | None, key: UpstreamKey, parked: ParkedConnection) -> Deferred[ServerSideProtocol]:
+        server = parked.server
         reactor = self._context.reactor
-        tls_creator = self._tls_creator(server)
-        protocol = ServerSideProtocol(key, server, reactor, tls=tls_creator is not None)
-        if tls_creator is None:
+        protocol = ServerSideProtocol(key, server, reactor, tls=tls is not None)
+        if tls is None:
             parked.adopt(protocol)
         else:
-            parked.adopt(TLSMemoryBIOFactory(tls_creator, True, _OneShotFactory(protocol), clock=reactor).buildProtocol(None))
+            parked.adopt(TLSMemoryBIOFactory(_creator(tls), True, _OneShotFactory(protocol), clock=reactor).buildProtocol(None))
         assert server.address is not None
         ready = _bounded(protocol.ready, reactor, self._context.settings.connect_timeout, protocol.abort)
-        ready.addErrback(_connect_failure, server.address[0], server.address[1], tls_creator is not None)
+        ready.addErrback(_connect_failure, server.address[0], server.address[1], tls is not None)
+        ready.addBoth(self._tls_outcome, tls)
         return ready.addCallback(self._opened)
 
-    def _tls_creator(self, server: Server) -> object | None:
+    def _start_tls(self, server: Server) -> Deferred[TlsData | None]:
+        """For a TLS server (one with an SNI to send), the connection TLS will run on, after
+        the C{tls_start_server} hook had its say; C{None} for plain connections."""
         if server.sni is None:
-            return None
+            return succeed(None)
         settings = self._context.settings
-        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+        creator = upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
+        tls = TlsData(server, self._context.connection_context(self._client, server), creator.new_connection())
+        return self._context.addons.trigger(TlsStartServerHook(tls)).addCallback(lambda _: tls)
+
+    def _tls_outcome(self, result: Any, tls: TlsData | None) -> Any:
+        """Run C{tls_established_server} or C{tls_failed_server} (TCP was up, TLS was not), then pass C{result} on."""
+        if tls is None:
+            return result
+        if not isinstance(result, Failure):
+            hook: TlsEstablishedServerHook | TlsFailedServerHook = TlsEstablishedServerHook(tls)
+        elif tls.conn.timestamp_tcp_setup is not None:
+            tls.conn.error = result.getErrorMessage()
+            hook = TlsFailedServerHook(tls)
+        else:
+            return result
+        return self._context.addons.trigger(hook).addCallback(lambda _: result)
 
     def _announce(self, server: Server, lost: Deferred[None]) -> None:
         """A connection to C{server} is up: C{server_connected} now, C{server_disconnected} when C{lost} fires."""
@@ -447,6 +481,18 @@ class ServerConnections:
         current, self._current = self._current, None
         if current is not None:
             current.close()
+
+
+def _creator(tls: TlsData | None) -> PreparedConnection | None:
+    """What Twisted's TLS gets: the connection the C{tls_start_server} hook left.
+
+    @raise ProtocolError: (502) a hook removed it.
+    """
+    if tls is None:
+        return None
+    if tls.ssl_conn is None:
+        raise ProtocolError(502, "a tls_start_server hook removed the TLS connection")
+    return PreparedConnection(tls.ssl_conn)
 
 
 def _check_connectable(server: Server) -> None:

@@ -4,7 +4,8 @@
   - the host is not intercepted (C{ignore_hosts} / C{allow_hosts}): a raw relay,
     decided at once, so the client talks to the server's own TLS;
   - a TLS ClientHello: TLS with a leaf certificate for its SNI (or the CONNECT host),
-    then HTTP inside, as C{https} (unless the SNI is not intercepted: relay);
+    then HTTP inside, as C{https} (unless the SNI is not intercepted, or a
+    C{tls_clienthello} hook sets C{ignore_connection}: relay);
   - an HTTP request line: HTTP inside, as C{http};
   - anything else: a TCP flow with the C{tcp_*} hooks;
   - nothing at all for L{Tunnel.server_first_delay} seconds: a protocol where the
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -29,11 +31,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_mitm.connection import Client
+from twisted_mitm.connection import Client, Server
+from twisted_mitm.hooks import TlsClienthelloHook, TlsFailedClientHook, TlsStartClientHook
 from twisted_mitm.http import HTTPFlow
 from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.serverside import ServerConnections
-from twisted_mitm.proxy.tls import MAX_CLIENT_HELLO, intercepting_server_creator, looks_like_tls, parse_client_hello
+from twisted_mitm.proxy.tls import PreparedConnection, intercepting_server_creator
+from twisted_mitm.tls import MAX_CLIENT_HELLO, ClientHello, ClientHelloData, TlsData, looks_like_tls, parse_client_hello
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -67,6 +71,9 @@ class Tunnel(Protocol):
         self._buffer = b""
         self._inner: IProtocol | None = None
         self._waiting: IDelayedCall | None = None
+        #: the TLS hooks deciding about a ClientHello; bytes that arrive meanwhile wait in the buffer
+        self._hooks: Deferred[None] | None = None
+        self._closed = False
 
     def connectionMade(self) -> None:
         settings = self.context.settings
@@ -85,7 +92,8 @@ class Tunnel(Protocol):
             self._inner.dataReceived(data)
             return
         self._buffer += data
-        self._decide()
+        if self._hooks is None:
+            self._decide()
 
     def readConnectionLost(self) -> None:
         if self._inner is None:
@@ -101,6 +109,7 @@ class Tunnel(Protocol):
         """Nothing to do: the inner protocol ends the connection when it is done."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
+        self._closed = True
         self._stop_waiting()
         if self._inner is not None:
             self._inner.connectionLost(reason)
@@ -129,16 +138,50 @@ class Tunnel(Protocol):
         if hello.sni and not settings.intercepts(hello.sni, self.port):
             self._hand_over(self._relay(settings.show_ignored_hosts), data)
             return
-        client = self.client
-        client.sni = hello.sni
+        self.client.sni = hello.sni
+        hello_data = ClientHelloData(self.context.connection_context(self.client, Server(address=(self.host, self.port))), hello)
+        self._stop_waiting()
+        hooks = self._hooks = self.context.addons.trigger(TlsClienthelloHook(hello_data))
+        hooks.addCallback(lambda _: self._client_hello_decided(hello_data))
+        hooks.addErrback(self._hook_failed)
+
+    def _client_hello_decided(self, hello_data: ClientHelloData) -> Deferred[None] | None:
+        """The C{tls_clienthello} hook has run: relay the connection, or start TLS with the client."""
+        if self._closed:
+            return None
+        if hello_data.ignore_connection:
+            self._hand_over(self._relay(self.context.settings.show_ignored_hosts), self._buffer)
+            return None
+        assert self.context.certstore is not None
+        creator = intercepting_server_creator(self.context.certstore, self._certificate_names(hello_data.client_hello))
+        tls = TlsData(self.client, hello_data.context, creator.new_connection())
+        starting = self.context.addons.trigger(TlsStartClientHook(tls))
+        return starting.addCallback(lambda _: self._tls_started(tls))
+
+    def _certificate_names(self, hello: ClientHello) -> list[str]:
+        """The names the leaf certificate is for: the SNI, and the CONNECT host."""
         names = [hello.sni] if hello.sni else []
         if self.host not in names:
             names.append(self.host)
-        assert self.context.certstore is not None
-        creator = intercepting_server_creator(self.context.certstore, names)
-        inner = self._inner_http(client, (b"https", self.host, self.port))
-        factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
-        self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
+        return names
+
+    def _tls_started(self, tls: TlsData) -> Deferred[None] | None:
+        """The C{tls_start_client} hook has run: TLS on its C{ssl_conn}, HTTP inside."""
+        if self._closed:
+            self.client.error = "the client disconnected before the TLS handshake"
+            return self.context.addons.trigger(TlsFailedClientHook(tls))
+        if tls.ssl_conn is None:
+            self._log.warn("{host}: a tls_start_client hook removed the TLS connection; closing", host=self.host)
+            self.transport.loseConnection()
+            return None
+        inner = self._inner_http(self.client, (b"https", self.host, self.port))
+        factory = TLSMemoryBIOFactory(PreparedConnection(tls.ssl_conn), False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
+        self._hand_over(factory.buildProtocol(self.transport.getPeer()), self._buffer)
+        return None
+
+    def _hook_failed(self, reason: Failure) -> None:
+        self._log.failure("{host}: internal error while starting TLS", reason, host=self.host)
+        self.transport.abortConnection()
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
         self._hand_over(self._inner_http(self.client, (scheme, self.host, self.port)), data)
@@ -154,6 +197,7 @@ class Tunnel(Protocol):
 
     def _hand_over(self, protocol: IProtocol, data: bytes) -> None:
         self._stop_waiting()
+        self._hooks = None
         self._buffer = b""
         self._inner = protocol
         protocol.makeConnection(self.transport)
