@@ -98,8 +98,17 @@ class AddonManager:
             self._add(addon)
 
     def _add(self, addon: object) -> None:
+        self._load(addon, replacing=None)
+        self.chain.append(addon)
+        self._index(addon)
+        self._configure(addon)
+
+    def _load(self, addon: object, replacing: object | None) -> None:
+        """Check the names of C{addon} (those of C{replacing} are free), warn about hooks
+        that are never called, run C{load}, register commands, apply deferred C{--set}s."""
+        free = {_get_name(a) for a in traverse([replacing])} if replacing is not None else set()
         for name in map(_get_name, traverse([addon])):
-            if name in self.lookup:
+            if name in self.lookup and name not in free:
                 raise AddonError(f"an addon called {name!r} already exists")
         for nested in traverse([addon]):
             _warn_unimplemented_hooks(nested)
@@ -107,21 +116,53 @@ class AddonManager:
         for nested in traverse([addon]):
             self.master.commands.collect_commands(nested)
         self.master.options.process_deferred()
-        self.chain.append(addon)
-        self.lookup.update((_get_name(a), a) for a in traverse([addon]))
-        self._handlers.clear()
+
+    def _configure(self, addon: object) -> None:
         configure = _handlers_in([addon], ConfigureHook.name)
         self._invoke_now(configure, ConfigureHook(self.master.options.keys()))
 
-    def remove(self, addon: object) -> Deferred[None]:
-        """Take an addon (and its nested addons) out of the chain and run its C{done} hook."""
-        if not any(a is addon for a in self.chain):
-            raise AddonError(f"no such addon: {_get_name(addon)}")
-        self.chain = [a for a in self.chain if a is not addon]
+    def _index(self, addon: object) -> None:
+        self.lookup.update((_get_name(a), a) for a in traverse([addon]))
+        self._handlers.clear()
+
+    def _unindex(self, addon: object) -> None:
         for nested in traverse([addon]):
             self.lookup.pop(_get_name(nested), None)
         self._handlers.clear()
-        return self._run(_handlers_in([addon], DoneHook.name), DoneHook(), 0)
+
+    def remove(self, addon: object) -> Deferred[None]:
+        """Take an addon (and its nested addons) out of the chain and run its C{done} hook."""
+        self._position(addon)
+        self.chain = [a for a in self.chain if a is not addon]
+        self._unindex(addon)
+        return self.invoke_addon(addon, DoneHook())
+
+    def replace(self, old: object, new: object) -> Deferred[None]:
+        """
+        Put C{new} in the place of C{old} (a reloaded script): C{new} gets C{load} and
+        C{configure} first, and only if they succeed does it take the place, and C{old}
+        get its C{done} hook.
+
+        @raise OptionsError: C{new}'s C{configure} refused the options; C{old} stays.
+        @raise AddonError: as for L{add}; C{old} stays.
+        """
+        position = self._position(old)
+        self._load(new, replacing=old)
+        self._configure(new)
+        self.chain[position] = new
+        self._unindex(old)
+        self._index(new)
+        return self.invoke_addon(old, DoneHook())
+
+    def invoke_addon(self, addon: object, hook: Hook) -> Deferred[None]:
+        """Run C{hook} on one addon (and its nested addons) only, as L{trigger} does on all."""
+        return self._run(_handlers_in([addon], hook.name), hook, 0)
+
+    def _position(self, addon: object) -> int:
+        for position, candidate in enumerate(self.chain):
+            if candidate is addon:
+                return position
+        raise AddonError(f"no such addon: {_get_name(addon)}")
 
     def trigger(self, hook: Hook) -> Deferred[None]:
         """
@@ -276,12 +317,16 @@ def load_script(path: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, filename)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
     sys.modules[module_name] = module
     sys.path.insert(0, os.path.dirname(filename))
     try:
         spec.loader.exec_module(module)
     except Exception as e:
-        del sys.modules[module_name]
+        if previous is None:
+            del sys.modules[module_name]
+        else:  # a version of this script that still runs
+            sys.modules[module_name] = previous
         raise AddonError(_import_failure(path, filename, e)) from None
     finally:
         sys.path.remove(os.path.dirname(filename))

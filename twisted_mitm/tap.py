@@ -15,7 +15,6 @@ from typing import Any, NoReturn
 
 from twisted.python import usage
 
-from twisted_mitm.addonmanager import load_script
 from twisted_mitm.addons.defaults import default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.exceptions import AddonError, OptionsError
@@ -143,8 +142,6 @@ class Options(usage.Options):
 
         master = Master(self.registry, shutdown=lambda: reactor.callLater(0, reactor.stop))
         master.addons.add(*default_addons())
-        for path in self.registry.scripts:
-            master.addons.add(load_script(path))
         self.registry.process_deferred()
         unknown = self.registry.deferred_names()
         if unknown:
