@@ -19,6 +19,7 @@ setup(
         "autobahn>=24.4",
         "brotli>=1.1",
         "zstandard>=0.22",
+        "bcrypt>=4.1",
     ],
     entry_points={"console_scripts": ["twisted-mitm = twisted_mitm.__main__:main"]},
 )

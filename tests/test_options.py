@@ -261,7 +261,7 @@ class DefaultOptionsTests(SynchronousTestCase):
                 "ignore_hosts: '(' is not a valid regular expression: "
                 "missing ), unterminated subpattern",
             "mode=transparent": "mode: 'transparent' is not supported (supported: regular)",
-            "proxyauth=secret": "proxyauth: 'secret' is not of the form user:pass",
+            "proxyauth=secret": "proxyauth: 'secret' is not of the form user:pass, any or @htpasswd-path",
             "upstream_read_timeout=-1":
                 "upstream_read_timeout: -1 is not a number of seconds (0 or more)",
         }

@@ -79,9 +79,13 @@ def check_seconds(value: int) -> None:
 
 
 def check_proxyauth(value: str | None) -> None:
-    """Validate C{user:pass}; C{None} means no authentication."""
-    if value is not None and ":" not in value:
-        raise ValueError(f"{value!r} is not of the form user:pass")
+    """Validate C{any}, C{user:pass} or C{@htpasswd-path}; C{None} means no authentication."""
+    if value is None or value == "any" or value.startswith("@"):
+        return
+    if value.startswith(("ldap:", "ldaps:")):
+        raise ValueError("LDAP authentication is not supported (use user:pass, any or @htpasswd-path)")
+    if ":" not in value:
+        raise ValueError(f"{value!r} is not of the form user:pass, any or @htpasswd-path")
 
 
 SUPPORTED_MODES = ("regular",)
@@ -469,8 +473,9 @@ def default_options() -> Options:
     add("hardump", str, "", "Write the session as HAR 1.2 to this path. Empty: disabled.")
     add(
         "proxyauth", Optional[str], None,
-        "Require clients to authenticate to the proxy with Basic credentials 'user:pass'. "
-        "Unset: no authentication.",
+        "Require clients to authenticate to the proxy with Basic credentials: 'user:pass' "
+        "for one user, 'any' to accept any user and password, or '@path' for the users of an "
+        "Apache htpasswd file (bcrypt or {SHA} entries). Unset: no authentication.",
         check=check_proxyauth,
     )
     add(
