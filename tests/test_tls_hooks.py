@@ -150,6 +150,42 @@ class StartHookTests(TestCase):
         self.assertEqual(origin.requests, [])
 
 
+class RemovedConnectionTests(TestCase):
+    """A tls_start_* hook that sets data.ssl_conn to None ends that connection, cleanly."""
+
+    async def test_server_side(self) -> None:
+        """Without a connection for the server the client gets a 502 saying so, and the
+        connection opened for the CONNECT is closed."""
+        origin = start_raw_origin(self, respond(200, b"never"), tls=origin_certificate("localhost", "127.0.0.1"))
+
+        class Remove:
+            def tls_start_server(self, data: TlsData) -> None:
+                data.ssl_conn = None
+
+        proxy = start_proxy(self, options=[f"ssl_verify_upstream_trusted_ca={origin_ca_path(self)}"], addons=[Remove()])
+        with capturedLogs():
+            out, err, code = await curl("--cacert", proxy.ca_path, "-x", proxy.url, "--include", f"https://localhost:{origin.port}/")
+            await _settle()
+        self.assertIn(b"HTTP/1.1 502 Bad Gateway", out)
+        self.assertIn(b"a tls_start_server hook removed the TLS connection", out)
+        self.assertEqual(origin.requests, [])
+        self.assertEqual(len(origin.lost), len(origin.connections))
+
+    async def test_client_side(self) -> None:
+        """Without a connection for the client, its connection is closed with a warning."""
+        origin = start_raw_origin(self, respond(200, b"never"), tls=origin_certificate("localhost", "127.0.0.1"))
+
+        class Remove:
+            def tls_start_client(self, data: TlsData) -> None:
+                data.ssl_conn = None
+
+        proxy = start_proxy(self, addons=[Remove()])
+        with capturedLogs() as events:
+            out, err, code = await curl("--cacert", proxy.ca_path, "-x", proxy.url, f"https://localhost:{origin.port}/")
+        self.assertNotEqual(code, 0)
+        self.assertIn("localhost: a tls_start_client hook removed the TLS connection; closing", [formatEvent(e) for e in events])
+
+
 class FailedHookTests(TestCase):
     """Failed handshakes run tls_failed_client / tls_failed_server with the reason in conn.error."""
 

@@ -51,6 +51,8 @@ from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 from twisted_mitm.tls import TlsData
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import Upstream
 
@@ -133,12 +135,12 @@ class ClientSideProtocol(Protocol):
         self.client.alpn = connection.get_alpn_proto_negotiated() or None
         self._hook(TlsEstablishedClientHook(self._tls_data(connection)))
 
-    def _tls_data(self, connection: object) -> TlsData:
+    def _tls_data(self, connection: SSL.Connection | None) -> TlsData:
         """What the client's C{tls_*} hooks get about this tunnel's TLS."""
         assert self.client is not None and self.tunnel_target is not None
         _, host, port = self.tunnel_target
         context = self.context.connection_context(self.client, Server(address=(host, port)))
-        return TlsData(self.client, context, connection)  # type: ignore[arg-type]
+        return TlsData(self.client, context, connection)
 
     def _tls_failed(self, reason: Failure) -> None:
         """TLS with the client did not complete: log why, and run C{tls_failed_client}."""

@@ -407,7 +407,9 @@ class ServerConnections:
         server = parked.server
         if key[0] == b"https":
             server.sni = self._sni_for(key[1])
-        return self._start_tls(server).addCallback(self._adopt_with_tls, key, parked)
+        starting = self._start_tls(server)
+        starting.addErrback(_close_parked, parked)
+        return starting.addCallback(self._adopt_with_tls, key, parked)
 
     def _adopt_with_tls(self, tls: TlsData | None, key: UpstreamKey, parked: ParkedConnection) -> Deferred[ServerSideProtocol]:
         server = parked.server
@@ -425,13 +427,16 @@ class ServerConnections:
 
     def _start_tls(self, server: Server) -> Deferred[TlsData | None]:
         """For a TLS server (one with an SNI to send), the connection TLS will run on, after
-        the C{tls_start_server} hook had its say; C{None} for plain connections."""
+        the C{tls_start_server} hook had its say; C{None} for plain connections.
+
+        Fails with a L{ProtocolError} (502) if a hook removed the connection.
+        """
         if server.sni is None:
             return succeed(None)
         settings = self._context.settings
         creator = upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path)
         tls = TlsData(server, self._context.connection_context(self._client, server), creator.new_connection())
-        return self._context.addons.trigger(TlsStartServerHook(tls)).addCallback(lambda _: tls)
+        return self._context.addons.trigger(TlsStartServerHook(tls)).addCallback(lambda _: _checked(tls))
 
     def _tls_outcome(self, result: Any, tls: TlsData | None) -> Any:
         """Run C{tls_established_server} or C{tls_failed_server} (TCP was up, TLS was not), then pass C{result} on."""
@@ -483,16 +488,25 @@ class ServerConnections:
             current.close()
 
 
-def _creator(tls: TlsData | None) -> PreparedConnection | None:
-    """What Twisted's TLS gets: the connection the C{tls_start_server} hook left.
-
-    @raise ProtocolError: (502) a hook removed it.
-    """
-    if tls is None:
-        return None
+def _checked(tls: TlsData) -> TlsData:
+    """@raise ProtocolError: (502) a C{tls_start_server} hook removed the connection."""
     if tls.ssl_conn is None:
         raise ProtocolError(502, "a tls_start_server hook removed the TLS connection")
+    return tls
+
+
+def _creator(tls: TlsData | None) -> PreparedConnection | None:
+    """What Twisted's TLS gets: the connection the C{tls_start_server} hook left."""
+    if tls is None:
+        return None
+    assert tls.ssl_conn is not None  # see _checked
     return PreparedConnection(tls.ssl_conn)
+
+
+def _close_parked(reason: Failure, parked: ParkedConnection) -> Failure:
+    """TLS cannot start on a parked connection: close it, and pass the failure on."""
+    parked.transport.loseConnection()
+    return reason
 
 
 def _check_connectable(server: Server) -> None:
