@@ -96,7 +96,6 @@ class Command:
             for parameter in self.signature.parameters.values()
             if parameter.kind not in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD)
         ]
-        self.help = inspect.getdoc(func) or ""
 
     def usage(self) -> str:
         """C{name param [optional]...}, as a command line would be written."""
