@@ -53,7 +53,7 @@ def _mtime(path: str) -> float | None:
 class ScriptLoader:
     """Keeps the addon chain's scripts in line with the C{scripts} option and their files.
 
-    @ivar scripts: the loaded scripts by path, in the option's order.
+    @ivar scripts: the scripts by path (each with its module, if it loaded).
     """
 
     def __init__(self, clock: IReactorTime | None = None) -> None:
