@@ -20,6 +20,7 @@ setup(
         "brotli>=1.1",
         "zstandard>=0.22",
         "h2>=4.1",
+        "bcrypt>=4.1",
     ],
     entry_points={"console_scripts": ["twisted-mitm = twisted_mitm.__main__:main"]},
 )

@@ -13,9 +13,12 @@ from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests.test_flow import make_connections
 from twisted_mitm import ctx
 from twisted_mitm.addonmanager import load_script
+from twisted_mitm.addons.defaults import default_addons
 from twisted_mitm.exceptions import AddonError, OptionsError
+from twisted_mitm.flow import Flow
 from twisted_mitm.hooks import DoneHook, RequestHook, ResponseHook
 from twisted_mitm.command import CommandError
 from twisted_mitm.master import Master
@@ -155,6 +158,48 @@ class TriggerTests(ScriptMixin, TestCase):
         waiting.callback("ignored")
         self.assertIsNone(self.successResultOf(done))
         self.assertEqual(flow, ["second"])
+
+    def test_intercepted_flow_held(self) -> None:
+        """A flow intercepted in a hook is held once every handler ran, until it is resumed."""
+
+        class Holds:
+            def request(self, flow: Flow) -> None:
+                flow.intercept()
+
+        seen: list[bool] = []
+
+        class After:
+            def request(self, flow: Flow) -> None:
+                seen.append(flow.intercepted)
+
+        self.master.addons.add(Holds(), After())
+        flow = Flow(*make_connections(), live=True)
+        done = self.master.addons.trigger(RequestHook(flow))
+        self.assertNoResult(done)
+        self.assertEqual(seen, [True])
+        flow.resume()
+        self.assertIsNone(self.successResultOf(done))
+        held = self.master.addons.trigger(ResponseHook(flow))
+        self.successResultOf(held)
+
+    def test_script_waits_for_resume(self) -> None:
+        """A script may intercept in an async hook and await flow.wait_for_resume() itself (on asyncio)."""
+        self.add_script(
+            """
+            async def request(flow):
+                flow.intercept()
+                flow.metadata["state"] = "held"
+                await flow.wait_for_resume()
+                flow.metadata["state"] = "resumed"
+            """
+        )
+        flow = Flow(*make_connections(), live=True)
+        done = self.master.addons.trigger(RequestHook(flow))
+        check = deferLater(reactor, 0.01, lambda: (self.assertEqual(flow.metadata, {"state": "held"}), self.assertNoResult(done)))
+        check.addCallback(lambda _: flow.resume())
+        check.addCallback(lambda _: done)
+        check.addCallback(lambda _: self.assertEqual(flow.metadata, {"state": "resumed"}))
+        return check
 
     def test_hook_exception_logged_with_line(self) -> None:
         """A raising hook is logged with its file and line, and the chain goes on."""
@@ -391,6 +436,47 @@ class LoadConfigureTests(ScriptMixin, SynchronousTestCase):
         self.master.addons.add(Recorder("same"))
         error = self.assertRaises(AddonError, self.master.addons.add, Recorder("same"))
         self.assertEqual(str(error), "an addon called 'same' already exists")
+
+
+class UnimplementedHookTests(ScriptMixin, SynchronousTestCase):
+    """A handler of a mitmproxy hook that this proxy never calls is named in a warning at load."""
+
+    def test_script_and_nested_addon(self) -> None:
+        """Each unimplemented hook gets one warning with the handler's file and line; implemented ones none."""
+        path = self.write(
+            """
+            def request(flow):
+                pass
+
+            def dns_request(flow):
+                pass
+
+            class Socks:
+                def dns_request(self, flow):
+                    pass
+
+                def tls_clienthello(self, data):
+                    pass
+
+            addons = [Socks()]
+            """
+        )
+        with capturedLogs() as events:
+            self.master.addons.add(load_script(path))
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(
+            warnings,
+            [
+                f"{path}:4: twisted_mitm does not implement mitmproxy's dns_request hook; this handler will never be called",
+                f"{path}:8: twisted_mitm does not implement mitmproxy's dns_request hook; this handler will never be called",
+            ],
+        )
+
+    def test_builtin_addons_quiet(self) -> None:
+        """The built-in addons handle only hooks that exist."""
+        with capturedLogs() as events:
+            self.master.addons.add(*default_addons())
+        self.assertEqual([e for e in events if e["log_level"] == LogLevel.warn], [])
 
 
 class LoadScriptTests(ScriptMixin, SynchronousTestCase):

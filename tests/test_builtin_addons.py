@@ -44,13 +44,15 @@ class DefaultAddonsTests(SynchronousTestCase):
     """The chain of built-in addons."""
 
     def test_mitmproxy_order(self) -> None:
-        """The built-ins run in the order of mitmproxy's default_addons() (block, who may connect,
-        first), then the flow log, the HAR dump and the flow file reader; the writer after the scripts."""
+        """The core commands first, then the built-ins in the order of mitmproxy's default_addons()
+        (block, who may connect, first), the flow log, the HAR dump, the flow file reader,
+        interception, and the script loader; the flow file writer after the scripts."""
         names = [type(addon).__name__ for addon in default_addons()]
         self.assertEqual(
             names,
-            ["Block", "BlockList", "AntiCache", "AntiComp", "DisableH2C", "ProxyAuth", "MapRemote", "MapLocal",
-             "ModifyBody", "ModifyHeaders", "StickyAuth", "StickyCookie", "FlowLog", "HarDump", "ReadFile"],
+            ["Core", "LiveFlows", "Block", "BlockList", "AntiCache", "AntiComp", "DisableH2C", "ProxyAuth",
+             "MapRemote", "MapLocal", "ModifyBody", "ModifyHeaders", "StickyAuth", "StickyCookie", "FlowLog",
+             "HarDump", "ReadFile", "Intercept", "ScriptLoader"],
         )
         self.assertEqual([type(addon).__name__ for addon in addons_after_scripts()], ["Save"])
 

@@ -4,6 +4,7 @@ L{twisted_mitm.websocket}."""
 
 from __future__ import annotations
 
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_certs import make_ca
@@ -119,6 +120,54 @@ class FlowTests(SynchronousTestCase):
         flow.kill()
         self.assertRaises(ControlException, flow.kill)
         self.assertEqual(calls, ["killed"])
+
+
+class InterceptTests(SynchronousTestCase):
+    """L{Flow.intercept}, L{Flow.resume} and waiting for the resume."""
+
+    def test_intercept_and_resume(self) -> None:
+        """intercept() holds the flow until resume(); what waited is released once."""
+        flow = Flow(*make_connections(), live=True)
+        self.assertEqual((flow.intercepted, flow.marked), (False, ""))
+        self.assertIsNone(self.successResultOf(flow.resumed()))
+        flow.intercept()
+        flow.intercept()
+        waiting = flow.resumed()
+        self.assertNoResult(waiting)
+        flow.resume()
+        self.assertFalse(flow.intercepted)
+        self.assertIsNone(self.successResultOf(waiting))
+        flow.resume()
+
+    def test_kill_releases(self) -> None:
+        """Killing an intercepted flow releases it, killed."""
+        flow = Flow(*make_connections(), live=True)
+        flow.intercept()
+        waiting = flow.resumed()
+        flow.kill()
+        self.assertFalse(flow.intercepted)
+        self.successResultOf(waiting)
+        self.assertEqual(str(flow.error), Error.KILLED_MESSAGE)
+
+    def test_wait_for_resume(self) -> None:
+        """wait_for_resume() is a coroutine that ends when the flow is resumed (at once if not intercepted)."""
+        flow = Flow(*make_connections(), live=True)
+        self.successResultOf(Deferred.fromCoroutine(flow.wait_for_resume()))
+        flow.intercept()
+        waiting = Deferred.fromCoroutine(flow.wait_for_resume())
+        self.assertNoResult(waiting)
+        flow.resume()
+        self.successResultOf(waiting)
+
+    def test_cancelled_waiter(self) -> None:
+        """A waiter cancelled before the resume does not break the resume of the others."""
+        flow = Flow(*make_connections(), live=True)
+        flow.intercept()
+        cancelled, kept = flow.resumed(), flow.resumed()
+        cancelled.cancel()
+        self.failureResultOf(cancelled, CancelledError)
+        flow.resume()
+        self.successResultOf(kept)
 
 
 class TCPTests(SynchronousTestCase):

@@ -268,7 +268,7 @@ class DefaultOptionsTests(SynchronousTestCase):
                 "mode: invalid mode 'reverse:ftp://x': the server must be http://host[:port] or https://host[:port]",
             "mode=socks5@port": "mode: invalid mode 'socks5@port': 'port' is not [host:]port",
             "upstream_auth=nocolon": "upstream_auth: 'nocolon' is not user:pass",
-            "proxyauth=secret": "proxyauth: 'secret' is not of the form user:pass",
+            "proxyauth=secret": "proxyauth: 'secret' is not of the form user:pass, any or @htpasswd-path",
             "upstream_read_timeout=-1":
                 "upstream_read_timeout: -1 is not a number of seconds (0 or more)",
             "dumper_filter=~q&~s":

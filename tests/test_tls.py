@@ -40,14 +40,12 @@ from tests.test_certs import make_ca
 from twisted_mitm.certs import CertStore
 from twisted_mitm.exceptions import OptionsError
 from twisted_mitm.proxy.tls import (
-    ClientHello,
     NoCommonProtocol,
     describe_tls_failure,
     intercepting_server_creator,
-    looks_like_tls,
-    parse_client_hello,
     upstream_creator,
 )
+from twisted_mitm.tls import looks_like_tls, parse_client_hello
 
 # Rounds of byte exchange a handshake may take before the test gives up.
 MAX_ROUNDS = 32
@@ -225,13 +223,19 @@ class ParseClientHelloTests(SynchronousTestCase):
     """L{parse_client_hello} reads SNI and ALPN from real ClientHellos."""
 
     def test_sni_and_alpn(self) -> None:
-        """The server name and the offered protocols, in order."""
+        """The server name and the offered protocols, in order; the cipher suites and every extension."""
         hello = parse_client_hello(client_hello("example.test", ["h2", "http/1.1"]))
-        self.assertEqual(hello, ClientHello("example.test", (b"h2", b"http/1.1")))
+        assert hello is not None
+        self.assertEqual((hello.sni, hello.alpn_protocols), ("example.test", (b"h2", b"http/1.1")))
+        self.assertIn(0x1301, hello.cipher_suites)  # TLS_AES_128_GCM_SHA256, offered by every TLS 1.3 client
+        self.assertEqual([kind for kind, _ in hello.extensions][:1], [0x0000])
+        self.assertIn((0x0010, b"\x00\x0c\x02h2\x08http/1.1"), hello.extensions)
 
     def test_ip_address(self) -> None:
         """A client connecting to an IP literal sends no SNI; no ALPN was offered."""
-        self.assertEqual(parse_client_hello(client_hello("127.0.0.1")), ClientHello(None, ()))
+        hello = parse_client_hello(client_hello("127.0.0.1"))
+        assert hello is not None
+        self.assertEqual((hello.sni, hello.alpn_protocols), (None, ()))
 
     def test_partial(self) -> None:
         """Every proper prefix of a ClientHello asks for more bytes."""
@@ -250,9 +254,9 @@ class ParseClientHelloTests(SynchronousTestCase):
         split = _records(data[5:], 100)
         self.assertGreater(len(split), len(data) + 5)
         self.assertIsNone(parse_client_hello(split[:150]))
-        self.assertEqual(
-            parse_client_hello(split), ClientHello("split.example.test", (b"http/1.1",))
-        )
+        hello = parse_client_hello(split)
+        assert hello is not None
+        self.assertEqual((hello.sni, hello.alpn_protocols), ("split.example.test", (b"http/1.1",)))
 
     def test_garbage(self) -> None:
         """Bytes that are not a ClientHello raise ValueError."""

@@ -6,7 +6,9 @@ Addons are objects (or script modules) whose attributes named after hooks
 (L{twisted_mitm.hooks}) handle them; an addon's C{addons} list nests further addons,
 visited depth-first. L{AddonManager.trigger} calls the handlers one after the other,
 waiting for any Deferred or coroutine a handler returns, and contains their failures:
-each is logged with the handler's file and line, and the next handler still runs.
+each is logged with the handler's file and line, and the next handler still runs. A
+hook about a flow that a handler intercepted (C{flow.intercept()}) ends only when the
+flow is resumed, so the proxy holds the flow meanwhile, as mitmproxy does.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twisted_mitm.exceptions import AddonError, OptionsError
-from twisted_mitm.hooks import ConfigureHook, DoneHook, Hook, LoadHook
+from twisted_mitm.flow import Flow
+from twisted_mitm.hooks import ConfigureHook, DoneHook, Hook, LoadHook, all_hooks, mitmproxy_hooks
 from twisted_mitm.loader import Loader
 
 if TYPE_CHECKING:
@@ -84,8 +87,9 @@ class AddonManager:
 
     def add(self, *addons: object) -> None:
         """
-        Append addons to the chain; each gets C{load}, then deferred C{--set} values for the
-        options it declared, then C{configure} with every option name.
+        Append addons to the chain; each gets C{load}, its C{@command.command} methods
+        registered, then deferred C{--set} values for the options it declared, then
+        C{configure} with every option name.
 
         @raise OptionsError: an addon's C{configure} refused the options.
         @raise AddonError: an addon's name is taken, or its C{load}/C{configure} is async.
@@ -94,35 +98,81 @@ class AddonManager:
             self._add(addon)
 
     def _add(self, addon: object) -> None:
-        for name in map(_get_name, traverse([addon])):
-            if name in self.lookup:
-                raise AddonError(f"an addon called {name!r} already exists")
-        self._invoke_now(_handlers_in([addon], LoadHook.name), LoadHook(Loader(self.master)))
-        self.master.options.process_deferred()
+        self._load(addon, replacing=None)
         self.chain.append(addon)
-        self.lookup.update((_get_name(a), a) for a in traverse([addon]))
-        self._handlers.clear()
+        self._index(addon)
+        self._configure(addon)
+
+    def _load(self, addon: object, replacing: object | None) -> None:
+        """Check the names of C{addon} (those of C{replacing} are free), warn about hooks
+        that are never called, run C{load}, register commands, apply deferred C{--set}s."""
+        free = {_get_name(a) for a in traverse([replacing])} if replacing is not None else set()
+        for name in map(_get_name, traverse([addon])):
+            if name in self.lookup and name not in free:
+                raise AddonError(f"an addon called {name!r} already exists")
+        for nested in traverse([addon]):
+            _warn_unimplemented_hooks(nested)
+        self._invoke_now(_handlers_in([addon], LoadHook.name), LoadHook(Loader(self.master)))
+        for nested in traverse([addon]):
+            self.master.commands.collect_commands(nested)
+        self.master.options.process_deferred()
+
+    def _configure(self, addon: object) -> None:
         configure = _handlers_in([addon], ConfigureHook.name)
         self._invoke_now(configure, ConfigureHook(self.master.options.keys()))
 
-    def remove(self, addon: object) -> Deferred[None]:
-        """Take an addon (and its nested addons) out of the chain and run its C{done} hook."""
-        if not any(a is addon for a in self.chain):
-            raise AddonError(f"no such addon: {_get_name(addon)}")
-        self.chain = [a for a in self.chain if a is not addon]
+    def _index(self, addon: object) -> None:
+        self.lookup.update((_get_name(a), a) for a in traverse([addon]))
+        self._handlers.clear()
+
+    def _unindex(self, addon: object) -> None:
         for nested in traverse([addon]):
             self.lookup.pop(_get_name(nested), None)
         self._handlers.clear()
-        return self._run(_handlers_in([addon], DoneHook.name), DoneHook(), 0)
+
+    def remove(self, addon: object) -> Deferred[None]:
+        """Take an addon (and its nested addons) out of the chain and run its C{done} hook."""
+        self._position(addon)
+        self.chain = [a for a in self.chain if a is not addon]
+        self._unindex(addon)
+        return self.invoke_addon(addon, DoneHook())
+
+    def replace(self, old: object, new: object) -> Deferred[None]:
+        """
+        Put C{new} in the place of C{old} (a reloaded script): C{new} gets C{load} and
+        C{configure} first, and only if they succeed does it take the place, and C{old}
+        get its C{done} hook.
+
+        @raise OptionsError: C{new}'s C{configure} refused the options; C{old} stays.
+        @raise AddonError: as for L{add}; C{old} stays.
+        """
+        position = self._position(old)
+        self._load(new, replacing=old)
+        self._configure(new)
+        self.chain[position] = new
+        self._unindex(old)
+        self._index(new)
+        return self.invoke_addon(old, DoneHook())
+
+    def invoke_addon(self, addon: object, hook: Hook) -> Deferred[None]:
+        """Run C{hook} on one addon (and its nested addons) only, as L{trigger} does on all."""
+        return self._run(_handlers_in([addon], hook.name), hook, 0)
+
+    def _position(self, addon: object) -> int:
+        for position, candidate in enumerate(self.chain):
+            if candidate is addon:
+                return position
+        raise AddonError(f"no such addon: {_get_name(addon)}")
 
     def trigger(self, hook: Hook) -> Deferred[None]:
         """
         Call C{hook} on every addon in chain order, each after the previous one's Deferred
-        or coroutine finished. The result fires once all have run, and never fails.
+        or coroutine finished. The result fires once all have run and the hook's flow, if
+        it was intercepted, has been resumed; it never fails.
         """
         handlers = self._handlers_for(hook.name)
         if not handlers:
-            return succeed(None)
+            return _held(hook)
         return self._run(handlers, hook, 0)
 
     def _handlers_for(self, name: str) -> tuple[Handler, ...]:
@@ -139,7 +189,7 @@ class AddonManager:
             if waiting is not None:
                 rest = index + 1
                 return waiting.addCallback(lambda _: self._run(handlers, hook, rest))
-        return succeed(None)
+        return _held(hook)
 
     def _call(self, handler: Handler, hook: Hook, args: list[Any]) -> Deferred[None] | None:
         """Call one handler; return a Deferred only if it has to be waited for."""
@@ -173,6 +223,26 @@ class AddonManager:
 
     def _configure_all(self, updated: set[str]) -> None:
         self._invoke_now(self._handlers_for(ConfigureHook.name), ConfigureHook(updated))
+
+
+def _warn_unimplemented_hooks(addon: object) -> None:
+    """Warn about each handler of a mitmproxy hook that this proxy never calls."""
+    for name in sorted(mitmproxy_hooks - set(all_hooks)):
+        handler = getattr(addon, name, None)
+        if callable(handler):
+            _log.warn(
+                "{where}: twisted_mitm does not implement mitmproxy's {hook} hook; this handler will never be called",
+                where=_where(handler, None),
+                hook=name,
+            )
+
+
+def _held(hook: Hook) -> Deferred[None]:
+    """Fires once the flow C{hook} is about, if any, is not intercepted."""
+    flow = getattr(hook, "flow", None)
+    if isinstance(flow, Flow):
+        return flow.resumed()
+    return succeed(None)
 
 
 def _deferred_from_awaitable(awaitable: Awaitable[Any]) -> Deferred[Any]:
@@ -247,12 +317,16 @@ def load_script(path: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, filename)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
     sys.modules[module_name] = module
     sys.path.insert(0, os.path.dirname(filename))
     try:
         spec.loader.exec_module(module)
     except Exception as e:
-        del sys.modules[module_name]
+        if previous is None:
+            del sys.modules[module_name]
+        else:  # a version of this script that still runs
+            sys.modules[module_name] = previous
         raise AddonError(_import_failure(path, filename, e)) from None
     finally:
         sys.path.remove(os.path.dirname(filename))

@@ -13,11 +13,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from twisted_mitm.certs import Cert
 from twisted_mitm.coretypes.serializable import SerializableDataclass
-
 from twisted_mitm.mode_specs import ProxyMode
 
 Address = tuple[str, int]
@@ -122,3 +121,15 @@ class Server(Connection):
     """TCP connection established."""
     via: tuple[str, Address] | None = None
     """The upstream proxy the connection goes through, as C{(scheme, (host, port))}."""
+
+
+@dataclass(eq=False)
+class Context:
+    """A connection as connection-level hooks see it (mitmproxy's C{proxy.context.Context})."""
+
+    client: Client
+    """The client's connection."""
+    server: Server
+    """The server the connection goes to (its address may still change before connecting)."""
+    options: Any
+    """The proxy's options (C{ctx.options})."""

@@ -18,6 +18,10 @@ class FlowReadException(TwistedMitmError):
     """A flow file cannot be read: its text says where and why."""
 
 
+class CommandError(TwistedMitmError):
+    """A command does not exist, or its arguments do not fit it; raised by commands too."""
+
+
 class AddonError(TwistedMitmError):
     """A script could not be loaded."""
 

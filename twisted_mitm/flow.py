@@ -2,19 +2,22 @@
 """The flow base class and its L{Error}, as mitmproxy scripts know them.
 
 L{twisted_mitm.http}, L{twisted_mitm.tcp} subclass L{Flow}; the proxy creates flows and
-hands them to hooks. Pure data plus the C{kill()} signal; no I/O. A flow's state is what
-mitmproxy 12 writes to a flow file (format L{FLOW_FORMAT_VERSION}); L{twisted_mitm.io}
-reads and writes it.
+hands them to hooks. Pure data plus two signals, C{kill()} and C{intercept()}/C{resume()};
+no I/O. A flow's state is what mitmproxy 12 writes to a flow file (format
+L{FLOW_FORMAT_VERSION}); L{twisted_mitm.io} reads and writes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from twisted.internet.defer import Deferred, succeed
 
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.coretypes.serializable import Serializable, SerializableDataclass, State
@@ -51,7 +54,7 @@ class Flow(Serializable):
     @ivar marked: a non-empty string marks the flow (C{":default:"} or an emoji name).
     @ivar comment: a free-form comment.
     @ivar is_replay: C{"request"} or C{"response"} for replayed flows, else C{None}.
-    @ivar intercepted: C{True} while the flow is paused by interception.
+    @ivar intercepted: C{True} between L{intercept} and L{resume}: the proxy holds the flow.
     @ivar on_kill: internal, set by the proxy: called once by L{kill} so the proxy can
         drop the connection instead of forwarding anything. Scripts call C{kill()}. It is
         a method of the object relaying the flow, which holds the flow in turn: dropping it
@@ -82,6 +85,7 @@ class Flow(Serializable):
         self.intercepted: bool = False
         self.timestamp_created = time.time()
         self._backup: State | None = None
+        self._resume_waiters: list[Deferred[None]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -118,8 +122,47 @@ class Flow(Serializable):
         self.intercepted = False
         on_kill = self.on_kill
         self.live = False
+        self._release()
         if on_kill is not None:
             on_kill()
+
+    def intercept(self) -> None:
+        """Hold the flow: once the current hook has run, the proxy takes it no further
+        until L{resume} (or L{kill}). A streamed body waits unread, its sender paused."""
+        self.intercepted = True
+
+    def resume(self) -> None:
+        """Let an intercepted flow go on; does nothing if it is not intercepted."""
+        if self.intercepted:
+            self._release()
+
+    async def wait_for_resume(self) -> None:
+        """Wait until the flow is resumed or killed; returns at once if it is not intercepted."""
+        waiting = self.resumed()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # run by Twisted's own coroutine driver, not asyncio
+            await waiting
+        else:
+            await waiting.asFuture(loop)
+
+    def resumed(self) -> Deferred[None]:
+        """Fires when the flow is not intercepted: at once, or on L{resume} or L{kill}.
+
+        The addon manager waits on it after every hook that carries the flow.
+        """
+        if not self.intercepted:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._resume_waiters.append(waiting)
+        return waiting
+
+    def _release(self) -> None:
+        self.intercepted = False
+        waiters, self._resume_waiters = self._resume_waiters, []
+        for waiting in waiters:
+            if not waiting.called:  # a waiter cancelled meanwhile has fired already
+                waiting.callback(None)
 
     # State, as mitmproxy 12 saves it.
 

@@ -12,16 +12,46 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 if TYPE_CHECKING:
     from twisted_mitm.loader import Loader
     from twisted_mitm.connection import Client, Server
+    from twisted_mitm.flow import Flow
     from twisted_mitm.http import HTTPFlow
     from twisted_mitm.tcp import TCPFlow
+    from twisted_mitm.tls import ClientHelloData, TlsData
 
 all_hooks: dict[str, type[Hook]] = {}
 """Every hook class by name."""
+
+mitmproxy_hooks = frozenset(
+    {
+        # lifecycle
+        "load", "running", "configure", "done", "update",
+        # connections
+        "client_connected", "client_disconnected", "server_connect", "server_connected",
+        "server_disconnected", "server_connect_error",
+        # HTTP
+        "http_connect", "http_connect_upstream", "http_connected", "http_connect_error",
+        "requestheaders", "request", "responseheaders", "response", "error",
+        # DNS
+        "dns_request", "dns_response", "dns_error",
+        # TCP and UDP
+        "tcp_start", "tcp_message", "tcp_end", "tcp_error",
+        "udp_start", "udp_message", "udp_end", "udp_error",
+        # QUIC and TLS
+        "quic_start_client", "quic_start_server",
+        "tls_clienthello", "tls_start_client", "tls_start_server", "tls_established_client",
+        "tls_established_server", "tls_failed_client", "tls_failed_server",
+        # WebSocket
+        "websocket_start", "websocket_message", "websocket_end",
+        # SOCKS5 and layers
+        "socks5_auth", "next_layer",
+    }
+)
+"""Every hook mitmproxy 12 calls. An addon handling one of them that is not in L{all_hooks}
+gets a warning when it loads: this proxy will never call that handler."""
 
 
 class Hook:
@@ -74,6 +104,16 @@ class RunningHook(Hook):
 @dataclass
 class DoneHook(Hook):
     """Called when the addon is removed or the proxy shuts down; the last hook it sees."""
+
+
+@dataclass
+class UpdateHook(Hook):
+    """
+    Flows were changed from outside their own hooks: by a command such as C{flow.mark},
+    C{flow.kill} or C{flow.resume}.
+    """
+
+    flows: Sequence[Flow]
 
 
 # Connections
@@ -287,3 +327,75 @@ class TcpErrorHook(Hook):
     """
 
     flow: TCPFlow
+
+
+# TLS
+
+
+@dataclass
+class TlsClienthelloHook(Hook):
+    """
+    A client inside an intercepted CONNECT tunnel sent its TLS ClientHello
+    (C{data.client_hello}); no TLS has run yet. Setting C{data.ignore_connection = True}
+    passes the connection through untouched, as C{ignore_hosts} would. The hook may be
+    C{async}: the ClientHello waits for it. Hosts excluded by C{ignore_hosts} or
+    C{allow_hosts} get no TLS hooks.
+    """
+
+    data: ClientHelloData
+
+
+@dataclass
+class TlsStartClientHook(Hook):
+    """
+    TLS with the client is about to start. C{data.ssl_conn} is the pyOpenSSL connection the
+    proxy made, with a certificate for the SNI (or the CONNECT host): a handler may change
+    its settings or replace it. If a handler sets it to C{None}, the connection is closed.
+    """
+
+    data: TlsData
+
+
+@dataclass
+class TlsStartServerHook(Hook):
+    """
+    TLS with the server is about to start. C{data.ssl_conn} is the pyOpenSSL connection the
+    proxy made (SNI set, verification armed unless C{ssl_insecure}): a handler may change
+    its settings or replace it. If a handler sets it to C{None}, the connection fails.
+    """
+
+    data: TlsData
+
+
+@dataclass
+class TlsEstablishedClientHook(Hook):
+    """The TLS handshake with the client has completed."""
+
+    data: TlsData
+
+
+@dataclass
+class TlsEstablishedServerHook(Hook):
+    """The TLS handshake with the server has completed (its certificate was verified)."""
+
+    data: TlsData
+
+
+@dataclass
+class TlsFailedClientHook(Hook):
+    """
+    The TLS handshake with the client failed or was abandoned; C{data.conn.error} says why
+    (for instance, the client does not trust the proxy's CA).
+    """
+
+    data: TlsData
+
+
+@dataclass
+class TlsFailedServerHook(Hook):
+    """
+    The TLS handshake with the server failed; C{data.conn.error} says why (for instance, a
+    certificate that does not verify). The client gets a 502 with the same reason.
+    """
+
+    data: TlsData

@@ -100,9 +100,13 @@ def check_seconds(value: int) -> None:
 
 
 def check_proxyauth(value: str | None) -> None:
-    """Validate C{user:pass}; C{None} means no authentication."""
-    if value is not None and ":" not in value:
-        raise ValueError(f"{value!r} is not of the form user:pass")
+    """Validate C{any}, C{user:pass} or C{@htpasswd-path}; C{None} means no authentication."""
+    if value is None or value == "any" or value.startswith("@"):
+        return
+    if value.startswith(("ldap:", "ldaps:")):
+        raise ValueError("LDAP authentication is not supported (use user:pass, any or @htpasswd-path)")
+    if ":" not in value:
+        raise ValueError(f"{value!r} is not of the form user:pass, any or @htpasswd-path")
 
 
 def check_modes(specs: Sequence[str]) -> None:
@@ -541,8 +545,9 @@ def default_options() -> Options:
     )
     add(
         "proxyauth", Optional[str], None,
-        "Require clients to authenticate to the proxy with Basic credentials 'user:pass'. "
-        "Unset: no authentication.",
+        "Require clients to authenticate to the proxy with Basic credentials: 'user:pass' "
+        "for one user, 'any' to accept any user and password, or '@path' for the users of an "
+        "Apache htpasswd file (bcrypt or {SHA} entries). Unset: no authentication.",
         check=check_proxyauth,
     )
     add(
@@ -623,6 +628,14 @@ def default_options() -> Options:
         "TLS tunnel gets it if the server agrees to it too (the proxy connects to the server "
         "first and mirrors what it chose); when disabled, both sides speak HTTP/1.1.",
     )
+    add(
+        "intercept", Optional[str], None,
+        "Filter expression: flows that match it are intercepted, held until resumed (the "
+        "flow.resume command, or a script's flow.resume()). Setting it turns "
+        "intercept_active on.",
+        check=check_filter,
+    )
+    add("intercept_active", bool, False, "Whether the intercept filter is applied.")
     _add_rewriting_options(options)
     options.subscribe(_check_host_filters(options))
     return options

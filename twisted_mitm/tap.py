@@ -2,9 +2,10 @@
 """C{twistd mitm}: command-line flags to options, scripts loaded, the service made.
 
 Everything a user can get wrong on the command line is checked here, before the
-reactor runs: flags and C{--set} values, scripts (imported, then their options
-declared), the CA in C{confdir}. A mistake prints one line to stderr and exits with
-status 2; twistd by itself would print its whole help and exit 0.
+reactor runs: flags and C{--set} values, C{config.yaml} in the confdir, scripts
+(imported, then their options declared), the CA in C{confdir}. A mistake prints one
+line to stderr and exits with status 2; twistd by itself would print its whole help
+and exit 0.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 from twisted.python import usage
 
-from twisted_mitm.addonmanager import load_script
+from twisted_mitm import configfile
 from twisted_mitm.addons.defaults import addons_after_scripts, default_addons
 from twisted_mitm.certs import CertStore
 from twisted_mitm.exceptions import AddonError, OptionsError
@@ -151,7 +152,13 @@ class Options(usage.Options):
         return specs
 
     def _registry(self) -> OptionRegistry:
+        """The options: defaults, then C{config.yaml} in the confdir, then the command line.
+
+        C{--set} is applied once before the file too, so that it can name the confdir.
+        """
         registry = default_options()
+        registry.set(*self["set"], defer=True)
+        configfile.load(registry, registry.confdir)
         registry.set(*self._flag_specs())
         registry.set(*self["set"], defer=True)
         if self["filter"] is not None:
@@ -164,8 +171,6 @@ class Options(usage.Options):
 
         master = Master(self.registry, shutdown=lambda: reactor.callLater(0, reactor.stop))
         master.addons.add(*default_addons())
-        for path in self.registry.scripts:
-            master.addons.add(load_script(path))
         master.addons.add(*addons_after_scripts())
         self.registry.process_deferred()
         unknown = self.registry.deferred_names()

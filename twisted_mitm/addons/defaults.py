@@ -8,9 +8,12 @@ from twisted_mitm.addons.anticache import AntiCache
 from twisted_mitm.addons.anticomp import AntiComp
 from twisted_mitm.addons.block import Block
 from twisted_mitm.addons.blocklist import BlockList
+from twisted_mitm.addons.core import Core
 from twisted_mitm.addons.disable_h2c import DisableH2C
 from twisted_mitm.addons.flowlog import FlowLog
 from twisted_mitm.addons.har import HarDump
+from twisted_mitm.addons.intercept import Intercept
+from twisted_mitm.addons.liveflows import LiveFlows
 from twisted_mitm.addons.maplocal import MapLocal
 from twisted_mitm.addons.mapremote import MapRemote
 from twisted_mitm.addons.modifybody import ModifyBody
@@ -18,15 +21,19 @@ from twisted_mitm.addons.modifyheaders import ModifyHeaders
 from twisted_mitm.addons.proxyauth import ProxyAuth
 from twisted_mitm.addons.readfile import ReadFile
 from twisted_mitm.addons.save import Save
+from twisted_mitm.addons.script import ScriptLoader
 from twisted_mitm.addons.stickyauth import StickyAuth
 from twisted_mitm.addons.stickycookie import StickyCookie
 
 
 def default_addons() -> list[object]:
-    """Fresh instances of the built-in addons that go before the scripts, in the order of
-    mitmproxy's C{default_addons()} (who may connect first), then logging and recording
-    (mitmdump adds its dumper last), then the flow file reader."""
+    """Fresh instances of the built-in addons that go before the scripts: the core commands
+    and the flows they act on, then mitmproxy's C{default_addons()} order (who may connect
+    first), logging and recording (mitmdump adds its dumper last), the flow file reader,
+    interception, and last the loader of the C{scripts} option."""
     return [
+        Core(),
+        LiveFlows(),
         Block(),
         BlockList(),
         AntiCache(),
@@ -42,6 +49,8 @@ def default_addons() -> list[object]:
         FlowLog(),
         HarDump(),
         ReadFile(),
+        Intercept(),
+        ScriptLoader(),
     ]
 
 

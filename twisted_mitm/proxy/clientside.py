@@ -42,6 +42,8 @@ from twisted_mitm.hooks import (
     ClientDisconnectedHook,
     ErrorHook,
     HttpConnectHook,
+    TlsEstablishedClientHook,
+    TlsFailedClientHook,
 )
 from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.mode_specs import ProxyMode, RegularMode, ReverseMode
@@ -52,10 +54,13 @@ from twisted_mitm.proxy.h2clientside import H2ClientSideProtocol
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerConnections
-from twisted_mitm.proxy.tls import log_client_tls_failure
+from twisted_mitm.proxy.tls import describe_tls_failure, log_client_tls_failure
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
+from twisted_mitm.tls import TlsData
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import Upstream
 
@@ -152,6 +157,22 @@ class ClientSideProtocol(Protocol):
         self.client.tls_established = True
         self.client.tls_version = connection.get_protocol_version_name()
         self.client.alpn = connection.get_alpn_proto_negotiated() or None
+        self._hook(TlsEstablishedClientHook(self._tls_data(connection)))
+
+    def _tls_data(self, connection: SSL.Connection | None) -> TlsData:
+        """What the client's C{tls_*} hooks get about this tunnel's TLS."""
+        assert self.client is not None and self.tunnel_target is not None
+        _, host, port = self.tunnel_target
+        context = self.context.connection_context(self.client, Server(address=(host, port)))
+        return TlsData(self.client, context, connection)
+
+    def _tls_failed(self, reason: Failure) -> None:
+        """TLS with the client did not complete: log why, and run C{tls_failed_client}."""
+        assert self.client is not None and self.tunnel_target is not None
+        ca_path = self.context.certstore.ca_cert_path if self.context.certstore else None
+        log_client_tls_failure(_address(self.client), self.tunnel_target[1], reason, ca_path)
+        self.client.error = describe_tls_failure(reason)
+        self._hook(TlsFailedClientHook(self._tls_data(self.transport.getHandle())))
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self._closing = True
@@ -159,9 +180,7 @@ class ClientSideProtocol(Protocol):
         self._head_timer = _cancel(self._head_timer)
         self.pump.stop_watching()
         if ISSLTransport.providedBy(self.transport) and self.client is not None and not self.client.tls_established:
-            assert self.tunnel_target is not None
-            ca_path = self.context.certstore.ca_cert_path if self.context.certstore else None
-            log_client_tls_failure(_address(self.client), self.tunnel_target[1], reason, ca_path)
+            self._tls_failed(reason)
         if self._tunnel is not None:
             self._tunnel.connectionLost(reason)
         exchange, self._exchange = self._exchange, None

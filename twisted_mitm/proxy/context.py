@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger
 
+from twisted_mitm.connection import Client, Context, Server
 from twisted_mitm.options import Options, parse_size
 from twisted_mitm.proxy.messagestore import MessageStore
 
@@ -116,6 +117,10 @@ class ProxyContext:
     def addons(self) -> AddonManager:
         """The addon chain that hooks are triggered on."""
         return self.master.addons
+
+    def connection_context(self, client: Client, server: Server) -> Context:
+        """What connection-level hooks (the C{tls_*} hooks) are told about a connection."""
+        return Context(client, server, self.master.options)
 
     def _options_changed(self, updated: set[str]) -> None:
         self.settings = ProxySettings.from_options(self.master.options)

@@ -36,15 +36,24 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
-from twisted_mitm.hooks import ServerConnectedHook, ServerConnectHook, ServerConnectionHookData, ServerDisconnectedHook
+from twisted_mitm.hooks import (
+    ServerConnectedHook,
+    ServerConnectHook,
+    ServerConnectionHookData,
+    ServerDisconnectedHook,
+    TlsEstablishedServerHook,
+    TlsFailedServerHook,
+    TlsStartServerHook,
+)
 from twisted_mitm.http2 import ALPN_H2
 from twisted_mitm.mode_specs import UpstreamMode
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.h2serverside import H2ServerSideProtocol
 from twisted_mitm.proxy.handover import Handover
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import HTTP11, describe_tls_failure, upstream_creator
+from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, describe_tls_failure, upstream_creator
 from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credentials
+from twisted_mitm.tls import TlsData
 
 if TYPE_CHECKING:
     from twisted_mitm.http import Headers, HTTPFlow, Request
@@ -508,18 +517,23 @@ class ServerConnections:
 
     def _open(self, key: UpstreamKey, server: Server) -> Deferred[UpstreamConnection]:
         _check_connectable(server)
+        return self._start_tls(server).addCallback(self._dial, key, server)
+
+    def _dial(self, tls: TlsData | None, key: UpstreamKey, server: Server) -> Deferred[UpstreamConnection]:
+        """Connect to C{server} (to the upstream proxy for a C{via-proxy} key), with C{tls} if any."""
         assert server.address is not None
         reactor, settings = self._context.reactor, self._context.settings
-        tls_creator = self._tls_creator(server)
-        protocol = _upstream_protocol(key, server, reactor, tls_creator is not None, self.offer_h2)
+        protocol = _upstream_protocol(key, server, reactor, tls is not None, self.offer_h2)
         if key[0] == _VIA_PROXY:
             endpoint = self._proxy_endpoint()
             protocol.via_proxy(basic_credentials(settings.upstream_auth) if settings.upstream_auth else None)
         else:
             endpoint = self.endpoint_to(*server.address)
-        if tls_creator is not None:
-            endpoint = wrapClientTLS(tls_creator, endpoint, clock=reactor)
+        creator = _creator(tls)
+        if creator is not None:
+            endpoint = wrapClientTLS(creator, endpoint, clock=reactor)
         connecting = connect_upstream(reactor, protocol, endpoint, settings.connect_timeout)
+        connecting.addBoth(self._tls_outcome, tls)
         connecting.addCallback(self._announce_opened)
         return connecting.addCallback(self._opened)
 
@@ -528,24 +542,50 @@ class ServerConnections:
         server = parked.server
         if key[0] == b"https":
             server.sni = self._sni_for(key[1])
+        starting = self._start_tls(server)
+        starting.addErrback(_close_parked, parked)
+        return starting.addCallback(self._adopt_with_tls, key, parked)
+
+    def _adopt_with_tls(self, tls: TlsData | None, key: UpstreamKey, parked: ParkedConnection) -> Deferred[ServerSideProtocol]:
+        server = parked.server
         reactor = self._context.reactor
-        tls_creator = self._tls_creator(server)
-        protocol = _upstream_protocol(key, server, reactor, tls_creator is not None, self.offer_h2)
-        if tls_creator is None:
+        protocol = _upstream_protocol(key, server, reactor, tls is not None, self.offer_h2)
+        if tls is None:
             parked.adopt(protocol)
         else:
-            parked.adopt(TLSMemoryBIOFactory(tls_creator, True, _OneShotFactory(protocol), clock=reactor).buildProtocol(None))
+            parked.adopt(TLSMemoryBIOFactory(_creator(tls), True, _OneShotFactory(protocol), clock=reactor).buildProtocol(None))
         assert server.address is not None
         ready = _bounded(protocol.ready, reactor, self._context.settings.connect_timeout, protocol.abort)
-        ready.addErrback(_connect_failure, server.address[0], server.address[1], tls_creator is not None)
+        ready.addErrback(_connect_failure, server.address[0], server.address[1], tls is not None)
+        ready.addBoth(self._tls_outcome, tls)
         return ready.addCallback(self._opened)
 
-    def _tls_creator(self, server: Server) -> object | None:
+    def _start_tls(self, server: Server) -> Deferred[TlsData | None]:
+        """For a TLS server (one with an SNI to send), the connection TLS will run on, after
+        the C{tls_start_server} hook had its say; C{None} for plain connections.
+
+        Fails with a L{ProtocolError} (502) if a hook removed the connection.
+        """
         if server.sni is None:
-            return None
+            return succeed(None)
         settings = self._context.settings
         alpn = self._alpn_offers if self.offer_h2 else (HTTP11,)
-        return upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path, alpn=alpn)
+        creator = upstream_creator(server.sni, verify=not settings.ssl_insecure, trusted_ca_path=settings.trusted_ca_path, alpn=alpn)
+        tls = TlsData(server, self._context.connection_context(self._client, server), creator.new_connection())
+        return self._context.addons.trigger(TlsStartServerHook(tls)).addCallback(lambda _: _checked(tls))
+
+    def _tls_outcome(self, result: Any, tls: TlsData | None) -> Any:
+        """Run C{tls_established_server} or C{tls_failed_server} (TCP was up, TLS was not), then pass C{result} on."""
+        if tls is None:
+            return result
+        if not isinstance(result, Failure):
+            hook: TlsEstablishedServerHook | TlsFailedServerHook = TlsEstablishedServerHook(tls)
+        elif tls.conn.timestamp_tcp_setup is not None:
+            tls.conn.error = result.getErrorMessage()
+            hook = TlsFailedServerHook(tls)
+        else:
+            return result
+        return self._context.addons.trigger(hook).addCallback(lambda _: result)
 
     def _announce(self, server: Server, lost: Deferred[None]) -> None:
         """A connection to C{server} is up: C{server_connected} now, C{server_disconnected} when C{lost} fires."""
@@ -596,6 +636,27 @@ def _upstream_protocol(key: UpstreamKey, server: Server, reactor: IReactorTime, 
     if tls and offer_h2:
         return NegotiatedProtocol(key, server, reactor)
     return ServerSideProtocol(key, server, reactor, tls=tls)
+
+
+def _checked(tls: TlsData) -> TlsData:
+    """@raise ProtocolError: (502) a C{tls_start_server} hook removed the connection."""
+    if tls.ssl_conn is None:
+        raise ProtocolError(502, "a tls_start_server hook removed the TLS connection")
+    return tls
+
+
+def _creator(tls: TlsData | None) -> PreparedConnection | None:
+    """What Twisted's TLS gets: the connection the C{tls_start_server} hook left."""
+    if tls is None:
+        return None
+    assert tls.ssl_conn is not None  # see _checked
+    return PreparedConnection(tls.ssl_conn)
+
+
+def _close_parked(reason: Failure, parked: ParkedConnection) -> Failure:
+    """TLS cannot start on a parked connection: close it, and pass the failure on."""
+    parked.transport.loseConnection()
+    return reason
 
 
 def _check_connectable(server: Server) -> None:

@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.test_tls -*-
 """TLS glue between L{twisted_mitm.certs} and Twisted's C{TLSMemoryBIOFactory}.
 
-Facing the client: L{looks_like_tls} and L{parse_client_hello} read the first bytes of a
-CONNECT tunnel, and L{intercepting_server_creator} presents a leaf for the names found.
-Facing the origin: L{upstream_creator} verifies the server's chain and name. Handshake
+Facing the client: L{intercepting_server_creator} presents a leaf for the names the
+ClientHello asked for (L{twisted_mitm.tls} parses it). Facing the origin:
+L{upstream_creator} verifies the server's chain and name. Both make their
+C{SSL.Connection} on request (C{new_connection}), so that a C{tls_start_*} hook can see
+and change it before L{PreparedConnection} hands it to Twisted's TLS. Handshake
 failures surface as L{TLSFailure} subclasses, and L{describe_tls_failure} turns any
 failure into the sentence that goes into a 502 body and the log.
 """
@@ -14,8 +16,7 @@ import functools
 import ipaddress
 import os
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import service_identity
 from cryptography import x509
@@ -41,14 +42,7 @@ log = Logger()
 
 HTTP11 = b"http/1.1"
 H2 = b"h2"
-# A ClientHello larger than this is refused rather than waited for.
-MAX_CLIENT_HELLO = 64 * 1024
 
-_HANDSHAKE_RECORD = 0x16
-_CLIENT_HELLO = 0x01
-_MAX_RECORD = 2**14 + 2048
-_SERVER_NAME = 0x0000
-_ALPN = 0x0010
 
 # OpenSSL's X509_V_ERR_* codes whose numbers have been stable for decades, with
 # OpenSSL's own wording; other codes are reported by number.
@@ -69,123 +63,6 @@ _VERIFY_ERRORS = {
     28: "certificate rejected",
 }
 _UNTRUSTED = frozenset({2, 18, 19, 20, 21, 27})
-
-
-def looks_like_tls(data: bytes) -> bool:
-    """Whether C{data} starts like a TLS handshake record (SSL 3.0 to TLS 1.3)."""
-    return len(data) >= 3 and data[0] == _HANDSHAKE_RECORD and data[1] == 3 and data[2] <= 4
-
-
-@dataclass(frozen=True)
-class ClientHello:
-    """What the proxy needs from a client's first handshake message."""
-
-    sni: str | None
-    alpn_protocols: tuple[bytes, ...]
-
-
-class _Reader:
-    """Reads big-endian integers and length-prefixed vectors, refusing to overrun."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._offset = 0
-
-    def at_end(self) -> bool:
-        return self._offset == len(self._data)
-
-    def take(self, length: int) -> bytes:
-        end = self._offset + length
-        if end > len(self._data):
-            raise ValueError("truncated ClientHello")
-        chunk = self._data[self._offset : end]
-        self._offset = end
-        return chunk
-
-    def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
-
-    def vector(self, size: int) -> _Reader:
-        return _Reader(self.take(self.uint(size)))
-
-
-def parse_client_hello(data: bytes) -> ClientHello | None:
-    """Parse the ClientHello at the start of C{data}, which may span several records.
-
-    @return: L{None} while more bytes are needed.
-    @raise ValueError: C{data} does not start with a ClientHello, or it exceeds
-        L{MAX_CLIENT_HELLO}.
-    """
-    message = _handshake_message(data)
-    if message is None:
-        return None
-    reader = _Reader(message)
-    reader.take(2 + 32)  # legacy_version, random
-    reader.vector(1)  # legacy_session_id
-    reader.vector(2)  # cipher_suites
-    reader.vector(1)  # legacy_compression_methods
-    sni = None
-    alpn: tuple[bytes, ...] = ()
-    if not reader.at_end():
-        extensions = reader.vector(2)
-        while not extensions.at_end():
-            kind = extensions.uint(2)
-            body = extensions.vector(2)
-            if kind == _SERVER_NAME:
-                sni = _server_name(body)
-            elif kind == _ALPN:
-                alpn = _alpn_protocols(body)
-    return ClientHello(sni, alpn)
-
-
-def _handshake_message(data: bytes) -> bytes | None:
-    """Reassemble the first handshake message from records; L{None} if incomplete."""
-    if data[:1] not in (b"", bytes([_HANDSHAKE_RECORD])):
-        raise ValueError("not a TLS handshake record")
-    payload = bytearray()
-    offset = 0
-    while len(data) - offset >= 5:
-        if data[offset] != _HANDSHAKE_RECORD or data[offset + 1] != 3:
-            raise ValueError("not a TLS handshake record")
-        length = int.from_bytes(data[offset + 3 : offset + 5], "big")
-        if length == 0 or length > _MAX_RECORD:
-            raise ValueError("bad TLS record length")
-        if len(data) - offset - 5 < length:
-            break
-        payload += data[offset + 5 : offset + 5 + length]
-        offset += 5 + length
-        if len(payload) >= 4:
-            if payload[0] != _CLIENT_HELLO:
-                raise ValueError("the first handshake message is not a ClientHello")
-            size = int.from_bytes(payload[1:4], "big")
-            if size > MAX_CLIENT_HELLO:
-                raise ValueError("ClientHello too large")
-            if len(payload) >= 4 + size:
-                return bytes(payload[4 : 4 + size])
-    if len(data) > MAX_CLIENT_HELLO:
-        raise ValueError("no complete ClientHello in the first 64 KiB")
-    return None
-
-
-def _server_name(body: _Reader) -> str | None:
-    names = body.vector(2)
-    while not names.at_end():
-        kind = names.uint(1)
-        name = names.take(names.uint(2))
-        if kind == 0:
-            try:
-                return name.decode("ascii")
-            except UnicodeDecodeError:
-                raise ValueError("server name is not ASCII") from None
-    return None
-
-
-def _alpn_protocols(body: _Reader) -> tuple[bytes, ...]:
-    protocols = body.vector(2)
-    offered = []
-    while not protocols.at_end():
-        offered.append(protocols.take(protocols.uint(1)))
-    return tuple(offered)
 
 
 class TLSFailure(SSL.Error):
@@ -279,24 +156,45 @@ def _openssl_reasons(error: SSL.Error) -> str:
     return str(error) or type(error).__name__
 
 
+@implementer(IOpenSSLServerConnectionCreator, IOpenSSLClientConnectionCreator)
+class PreparedConnection:
+    """Hands Twisted's TLS one C{SSL.Connection} made in advance (and maybe changed by a hook)."""
+
+    def __init__(self, connection: SSL.Connection) -> None:
+        self.connection = connection
+
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        return self._for(tlsProtocol)
+
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        return self._for(tlsProtocol)
+
+    def _for(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        # The verification callback finds the protocol to fail through the app data.
+        self.connection.set_app_data(tlsProtocol)
+        return self.connection
+
+
 @implementer(IOpenSSLServerConnectionCreator)
-class _ServerCreator:
+class ServerCreator:
     """Server-side connections that all share one OpenSSL context."""
 
     def __init__(self, context: SSL.Context) -> None:
         self._context = context
 
-    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+    def new_connection(self) -> SSL.Connection:
+        """A connection presenting this context's certificate."""
         return SSL.Connection(self._context, None)
+
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        return self.new_connection()
 
 
 # One context per leaf and ALPN choice, freed when the certificate store lets go of the leaf.
 _server_contexts: weakref.WeakKeyDictionary[Leaf, dict[bytes, SSL.Context]] = weakref.WeakKeyDictionary()
 
 
-def intercepting_server_creator(
-    certstore: CertStore, hostnames: Sequence[str], alpn: bytes = HTTP11
-) -> IOpenSSLServerConnectionCreator:
+def intercepting_server_creator(certstore: CertStore, hostnames: Sequence[str], alpn: bytes = HTTP11) -> ServerCreator:
     """Present a leaf for C{hostnames} (chained to the CA) and select C{alpn} by ALPN
     (C{h2} where the server agreed to it, else http/1.1).
 
@@ -308,7 +206,7 @@ def intercepting_server_creator(
     context = contexts.get(alpn)
     if context is None:
         context = contexts[alpn] = _server_context(leaf, alpn)
-    return _ServerCreator(context)
+    return ServerCreator(context)
 
 
 def _server_context(leaf: Leaf, alpn: bytes) -> SSL.Context:
@@ -336,12 +234,13 @@ def _select_protocol(chosen: bytes, connection: SSL.Connection, offered: list[by
 
 
 @implementer(IOpenSSLClientConnectionCreator)
-class _UpstreamCreator:
+class UpstreamCreator:
     """Client-side connections that send SNI and verify the server for one host.
 
     Verification runs in a per-connection callback that, on failure, hands the
-    L{TLSFailure} to the TLS protocol as its C{connectionLost} reason (as Twisted's
-    own L{optionsForClientTLS} does for name mismatches).
+    L{TLSFailure} to the TLS protocol (the connection's app data) as its
+    C{connectionLost} reason, as Twisted's own L{optionsForClientTLS} does for name
+    mismatches.
     """
 
     def __init__(self, hostname: str, context: SSL.Context, verify: bool) -> None:
@@ -350,34 +249,28 @@ class _UpstreamCreator:
         self._verify = verify
         self._is_ip = _is_ip_address(hostname)
 
-    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+    def new_connection(self) -> SSL.Connection:
+        """A connection for this host: its SNI set, verification armed."""
         connection = SSL.Connection(self._context, None)
         if not self._is_ip:
             connection.set_tlsext_host_name(_idna(self._hostname))
         if self._verify:
-            connection.set_verify(
-                SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
-                self._verify_callback(tlsProtocol),
-            )
+            connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify_callback)
         return connection
 
-    def _verify_callback(
-        self, tlsProtocol: TLSMemoryBIOProtocol
-    ) -> Callable[[SSL.Connection, object, int, int, int], bool]:
-        def verify(
-            connection: SSL.Connection, cert: object, code: int, depth: int, ok: int
-        ) -> bool:
-            failure: TLSFailure | None = None
-            if not ok:
-                failure = CertificateVerifyError(code)
-            elif depth == 0:
-                failure = self._check_identity(cert.to_cryptography())  # type: ignore[attr-defined]
-            if failure is None:
-                return bool(ok)
-            tlsProtocol.failVerification(Failure(failure))
-            return False
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        return PreparedConnection(self.new_connection()).clientConnectionForTLS(tlsProtocol)
 
-        return verify
+    def _verify_callback(self, connection: SSL.Connection, cert: object, code: int, depth: int, ok: int) -> bool:
+        failure: TLSFailure | None = None
+        if not ok:
+            failure = CertificateVerifyError(code)
+        elif depth == 0:
+            failure = self._check_identity(cert.to_cryptography())  # type: ignore[attr-defined]
+        if failure is None:
+            return bool(ok)
+        connection.get_app_data().failVerification(Failure(failure))
+        return False
 
     def _check_identity(self, cert: x509.Certificate) -> HostnameMismatch | None:
         try:
@@ -396,7 +289,7 @@ def upstream_creator(
     verify: bool = True,
     trusted_ca_path: str | None = None,
     alpn: Sequence[bytes] = (HTTP11,),
-) -> IOpenSSLClientConnectionCreator:
+) -> UpstreamCreator:
     """Connect to C{hostname} over TLS 1.2+, verifying its chain and name unless told not to.
 
     @param trusted_ca_path: a PEM bundle (or a hashed directory) to trust instead of
@@ -404,7 +297,7 @@ def upstream_creator(
     @raise OptionsError: C{trusted_ca_path} cannot be loaded.
     """
     context = _client_context(verify, trusted_ca_path, tuple(alpn))
-    return _UpstreamCreator(hostname, context, verify)
+    return UpstreamCreator(hostname, context, verify)
 
 
 @functools.lru_cache(maxsize=16)

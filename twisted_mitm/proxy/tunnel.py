@@ -8,10 +8,11 @@ connection to a reverse proxy.
   - the host is not intercepted (C{ignore_hosts} / C{allow_hosts}): a raw relay,
     decided at once, so the client talks to the server's own TLS;
   - a TLS ClientHello: TLS with a leaf certificate for its SNI (or the CONNECT host),
-    then HTTP inside, as C{https} (unless the SNI is not intercepted: relay). A client
-    that offers C{h2} (with the C{http2} option on) waits while the proxy connects to
-    the server with TLS, offering what the client offered: the client is then offered
-    what the server chose, HTTP/2 or HTTP/1.1 (mitmproxy's mirroring);
+    then HTTP inside, as C{https} (unless the SNI is not intercepted, or a
+    C{tls_clienthello} hook sets C{ignore_connection}: relay). A client that offers
+    C{h2} (with the C{http2} option on) waits while the proxy connects to the server
+    with TLS, offering what the client offered: the client is then offered what the
+    server chose, HTTP/2 or HTTP/1.1 (mitmproxy's mirroring);
   - an HTTP request line: HTTP inside, as C{http};
   - anything else: a TCP flow with the C{tcp_*} hooks;
   - nothing at all for L{Tunnel.server_first_delay} seconds: a protocol where the
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -36,11 +38,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_mitm.connection import Client
+from twisted_mitm.connection import Client, Server
+from twisted_mitm.hooks import TlsClienthelloHook, TlsFailedClientHook, TlsStartClientHook
+from twisted_mitm.http2 import ALPN_H2
 from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.serverside import ServerConnections
-from twisted_mitm.http2 import ALPN_H2
-from twisted_mitm.proxy.tls import HTTP11, MAX_CLIENT_HELLO, ClientHello, intercepting_server_creator, looks_like_tls, parse_client_hello
+from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, intercepting_server_creator
+from twisted_mitm.tls import MAX_CLIENT_HELLO, ClientHello, ClientHelloData, TlsData, looks_like_tls, parse_client_hello
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -87,9 +91,10 @@ class Tunnel(Protocol):
         self._buffer = b""
         self._inner: IProtocol | None = None
         self._waiting: IDelayedCall | None = None
-        #: the ClientHello of a client waiting while the server's ALPN choice is learnt
-        self._negotiating: ClientHello | None = None
-        self._lost = False
+        #: the TLS hooks (and the server's ALPN choice) deciding about a ClientHello; bytes
+        #: that arrive meanwhile wait in the buffer
+        self._hooks: Deferred[None] | None = None
+        self._closed = False
         self._opened_at = 0.0
 
     def connectionMade(self) -> None:
@@ -102,7 +107,7 @@ class Tunnel(Protocol):
 
     def _server_speaks_first(self) -> None:
         self._waiting = None
-        if self._inner is not None or self._negotiating is not None:
+        if self._inner is not None or self._hooks is not None:
             return
         if not self._buffer:
             self._hand_over(self._relay(with_hooks=True), b"")
@@ -116,7 +121,7 @@ class Tunnel(Protocol):
 
     def _undecided(self, timeout: float) -> None:
         self._waiting = None
-        if self._inner is None and self._negotiating is None:
+        if self._inner is None and self._hooks is None:
             self._log.info(
                 "{host}:{port}: the tunnel's first bytes were not a whole TLS ClientHello or request line after {timeout:g} seconds; closed",
                 host=self.host,
@@ -130,7 +135,7 @@ class Tunnel(Protocol):
             self._inner.dataReceived(data)
             return
         self._buffer += data
-        if self._negotiating is None:
+        if self._hooks is None:
             self._decide()
 
     def readConnectionLost(self) -> None:
@@ -147,7 +152,7 @@ class Tunnel(Protocol):
         """Nothing to do: the inner protocol ends the connection when it is done."""
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
-        self._lost = True
+        self._closed = True
         self._stop_waiting()
         if self._inner is not None:
             self._inner.connectionLost(reason)
@@ -177,37 +182,67 @@ class Tunnel(Protocol):
             self._hand_over(self._relay(settings.show_ignored_hosts), data)
             return
         self.client.sni = hello.sni
-        offers = tuple(protocol for protocol in hello.alpn_protocols if protocol in (ALPN_H2, HTTP11))
-        if settings.http2 and ALPN_H2 in offers and self._upstream_scheme in (None, b"https"):
-            self._negotiating = hello
-            negotiating = self._upstreams.negotiate(self.host, self.port, offers)
-            negotiating.addCallbacks(self._negotiated, self._not_negotiated)
-            return
-        self._intercept(hello, data, HTTP11)
+        hello_data = ClientHelloData(self.context.connection_context(self.client, Server(address=(self.host, self.port))), hello)
+        self._stop_waiting()
+        hooks = self._hooks = self.context.addons.trigger(TlsClienthelloHook(hello_data))
+        hooks.addCallback(lambda _: self._client_hello_decided(hello_data))
+        hooks.addErrback(self._hook_failed)
 
-    def _negotiated(self, alpn: bytes | None) -> None:
+    def _client_hello_decided(self, hello_data: ClientHelloData) -> Deferred[None] | None:
+        """The C{tls_clienthello} hook has run: relay the connection, or go on to TLS with the client."""
+        if self._closed:
+            return None
+        if hello_data.ignore_connection:
+            self._hand_over(self._relay(self.context.settings.show_ignored_hosts), self._buffer)
+            return None
+        offers = tuple(protocol for protocol in hello_data.client_hello.alpn_protocols if protocol in (ALPN_H2, HTTP11))
+        if self.context.settings.http2 and ALPN_H2 in offers and self._upstream_scheme in (None, b"https"):
+            negotiating = self._upstreams.negotiate(self.host, self.port, offers)
+            # A server that cannot be reached: HTTP/1.1, whose first request gets the 502 saying why.
+            negotiating.addErrback(lambda _: None)
+            return negotiating.addCallback(self._negotiated, hello_data)
+        return self._start_client_tls(hello_data, HTTP11)
+
+    def _negotiated(self, alpn: bytes | None, hello_data: ClientHelloData) -> Deferred[None] | None:
         """The server chose C{alpn}: offer the client the same (HTTP/1.1 if it chose nothing)."""
-        assert self._negotiating is not None
         chosen = ALPN_H2 if alpn == ALPN_H2 else HTTP11
         self._upstreams.offer_h2 = chosen == ALPN_H2
-        if not self._lost:
-            self._intercept(self._negotiating, self._buffer, chosen)
+        return self._start_client_tls(hello_data, chosen)
 
-    def _not_negotiated(self, reason: Failure) -> None:
-        """The server cannot be reached: go on with HTTP/1.1, whose first request gets the 502 saying why."""
-        self._negotiated(None)
+    def _start_client_tls(self, hello_data: ClientHelloData, alpn: bytes) -> Deferred[None] | None:
+        """Run C{tls_start_client}, then TLS with the client selecting C{alpn}."""
+        if self._closed:
+            return None
+        assert self.context.certstore is not None
+        creator = intercepting_server_creator(self.context.certstore, self._certificate_names(hello_data.client_hello), alpn)
+        tls = TlsData(self.client, hello_data.context, creator.new_connection())
+        starting = self.context.addons.trigger(TlsStartClientHook(tls))
+        return starting.addCallback(lambda _: self._tls_started(tls, alpn))
 
-    def _intercept(self, hello: ClientHello, data: bytes, alpn: bytes) -> None:
-        """TLS with the client, selecting C{alpn}, then HTTP of that version inside."""
+    def _certificate_names(self, hello: ClientHello) -> list[str]:
+        """The names the leaf certificate is for: the SNI, and the CONNECT host."""
         names = [hello.sni] if hello.sni else []
         if self.host not in names:
             names.append(self.host)
-        assert self.context.certstore is not None
-        creator = intercepting_server_creator(self.context.certstore, names, alpn)
+        return names
+
+    def _tls_started(self, tls: TlsData, alpn: bytes) -> Deferred[None] | None:
+        """The C{tls_start_client} hook has run: TLS on its C{ssl_conn}, HTTP of the agreed version inside."""
+        if self._closed:
+            self.client.error = "the client disconnected before the TLS handshake"
+            return self.context.addons.trigger(TlsFailedClientHook(tls))
+        if tls.ssl_conn is None:
+            self._log.warn("{host}: a tls_start_client hook removed the TLS connection; closing", host=self.host)
+            self.transport.loseConnection()
+            return None
         inner = self._inner_http(self.client, (self._upstream_scheme or b"https", self.host, self.port), alpn)
-        factory = TLSMemoryBIOFactory(creator, False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
-        self._negotiating = None
-        self._hand_over(factory.buildProtocol(self.transport.getPeer()), data)
+        factory = TLSMemoryBIOFactory(PreparedConnection(tls.ssl_conn), False, Factory.forProtocol(lambda: inner), clock=self.context.reactor)
+        self._hand_over(factory.buildProtocol(self.transport.getPeer()), self._buffer)
+        return None
+
+    def _hook_failed(self, reason: Failure) -> None:
+        self._log.failure("{host}: internal error while starting TLS", reason, host=self.host)
+        self.transport.abortConnection()
 
     def _start_inner_http(self, scheme: bytes, data: bytes) -> None:
         self._hand_over(self._inner_http(self.client, (self._upstream_scheme or scheme, self.host, self.port), b""), data)
@@ -223,6 +258,7 @@ class Tunnel(Protocol):
 
     def _hand_over(self, protocol: IProtocol, data: bytes) -> None:
         self._stop_waiting()
+        self._hooks = None
         self._buffer = b""
         self._inner = protocol
         protocol.makeConnection(self.transport)
