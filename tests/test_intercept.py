@@ -19,13 +19,6 @@ from twisted_mitm.exceptions import OptionsError
 from twisted_mitm.hooks import RequestheadersHook, RequestHook, ResponseheadersHook, ResponseHook
 from twisted_mitm.http import HTTPFlow, Response
 
-try:
-    from twisted_mitm import flowfilter  # noqa: F401
-except ImportError:
-    flowfilter = None  # type: ignore[assignment]
-
-NO_FILTERS = "twisted_mitm.flowfilter is not on this branch yet (branch 'filter'); the intercept option needs it"
-
 TOTAL = 64 << 20
 #: How much the process's RSS may grow while the intercepted stream waits.
 BUDGET = 16 << 20
@@ -125,8 +118,6 @@ class InterceptAddonTests(SynchronousTestCase):
     """The intercept option: which flows the built-in addon holds, and when."""
 
     def setUp(self) -> None:
-        if flowfilter is None:
-            raise self.skipTest(NO_FILTERS)
         self.master = make_master()
 
     def trigger_held(self, hook: object) -> bool:

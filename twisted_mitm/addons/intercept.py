@@ -20,10 +20,7 @@ from twisted_mitm.exceptions import OptionsError
 from twisted_mitm.flow import Flow
 from twisted_mitm.http import HTTPFlow, Message
 
-try:
-    from twisted_mitm import flowfilter
-except ImportError:  # the filter language comes with branch 'filter'; drop this guard once merged
-    flowfilter = None  # type: ignore[assignment]
+from twisted_mitm import flowfilter
 
 
 class Intercept:
@@ -83,8 +80,6 @@ class Intercept:
 
 
 def _parse(expression: str) -> flowfilter.Filter:
-    if flowfilter is None:
-        raise OptionsError("intercept: filter expressions are not available in this build")
     try:
         return flowfilter.parse(expression)
     except ValueError as error:

@@ -17,10 +17,7 @@ from twisted_mitm import command
 from twisted_mitm.exceptions import CommandError
 from twisted_mitm.flow import Flow
 
-try:
-    from twisted_mitm import flowfilter
-except ImportError:  # the filter language comes with branch 'filter'; drop this guard once merged
-    flowfilter = None  # type: ignore[assignment]
+from twisted_mitm import flowfilter
 
 _FLOW_IDS = re.compile(r"@[0-9a-f\-,]{36,}")
 _WITHOUT_VIEW = ("@focus", "@shown", "@hidden")
@@ -65,8 +62,6 @@ class LiveFlows:
 
 
 def _parse_filter(expression: str) -> flowfilter.Filter:
-    if flowfilter is None:
-        raise CommandError(f"cannot select flows by {expression!r}: filter expressions are not available")
     try:
         return flowfilter.parse(expression)
     except ValueError as error:
