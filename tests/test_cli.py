@@ -117,6 +117,10 @@ class CommandLineTests(TestCase):
         """A size that does not parse is refused with examples."""
         await self.assert_refused("stream_large_bodies: '3x' is not a size (examples: 512k, 3m, 1g)", "--set", "stream_large_bodies=3x")
 
+    async def test_bad_mode(self) -> None:
+        """A mode that does not parse is one line naming it and why."""
+        await self.assert_refused("mode: invalid mode 'reverse:ftp://x': the server must be", "--mode", "reverse:ftp://x")
+
     async def test_bad_bool(self) -> None:
         """A boolean that does not parse is refused naming the option."""
         await self.assert_refused("ssl_insecure", "--set", "ssl_insecure=maybe")

@@ -36,6 +36,7 @@ from zope.interface import implementer
 from twisted_mitm import http1
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
+from twisted_mitm.http import Headers
 from twisted_mitm.hooks import (
     ServerConnectedHook,
     ServerConnectHook,
@@ -56,7 +57,7 @@ from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credent
 from twisted_mitm.tls import TlsData
 
 if TYPE_CHECKING:
-    from twisted_mitm.http import Headers, HTTPFlow, Request
+    from twisted_mitm.http import HTTPFlow, Request
     from twisted_mitm.proxy.context import ProxyContext
     from twisted_mitm.proxy.streams import ResponseReceiver
 

@@ -45,7 +45,7 @@ class _ConnectHandshake(Handover):
     """Asks the upstream proxy to CONNECT, then hands the tunnel to the caller's protocol."""
 
     def __init__(self, factory: IProtocolFactory, host: str, port: int, user_pass: str | None) -> None:
-        self.factory = factory
+        self._caller_factory = factory
         self.host = host
         self.port = port
         self.user_pass = user_pass
@@ -68,7 +68,7 @@ class _ConnectHandshake(Handover):
         if not 200 <= event.status_code < 300:
             self._refused(self._describe(event))
             return
-        protocol = self.factory.buildProtocol(self.transport.getPeer())
+        protocol = self._caller_factory.buildProtocol(self.transport.getPeer())
         if protocol is None:
             self.transport.loseConnection()
             return
