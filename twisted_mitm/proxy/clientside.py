@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
     IHandshakeListener,
     IProtocol,
-    IPushProducer,
     IReactorTime,
     ISSLTransport,
     ITransport,
@@ -52,7 +50,7 @@ from twisted_mitm.http2 import ALPN_H2
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.h2clientside import H2ClientSideProtocol
 from twisted_mitm.proxy.framing import buffered_response
-from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
+from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, PumpSource, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tls import describe_tls_failure, log_client_tls_failure
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
@@ -70,7 +68,7 @@ REGULAR = RegularMode("regular")
 
 
 @implementer(IHalfCloseableProtocol, IHandshakeListener)
-class ClientSideProtocol(Protocol):
+class ClientSideProtocol(PumpSource, Protocol):
     """One client connection, or the HTTP inside one of its CONNECT tunnels.
 
     @ivar client: the connection record scripts see as C{flow.client_conn}.
@@ -191,26 +189,7 @@ class ClientSideProtocol(Protocol):
         if self.tunnel_target is None and self.client is not None:
             release_client(self.context, self.client)
 
-    # The ClientStream an exchange sees (twisted_mitm.proxy.streams).
-
-    @property
-    def framing(self) -> http1.BodyFraming | None:
-        """How the body of the request just read is delimited."""
-        return self.pump.reader.framing
-
-    @property
-    def producer(self) -> IPushProducer:
-        """The request reader: pausing it pauses reading from the client."""
-        return self.pump
-
-    @property
-    def consumer(self) -> IConsumer:
-        """Where response bytes are written."""
-        return self.transport
-
-    def hold_body(self) -> None:
-        """Read nothing of the request body until L{read_body}."""
-        self.pump.hold(Hold.DECIDING)
+    # The ClientStream an exchange sees (twisted_mitm.proxy.streams); its body source is PumpSource.
 
     def write(self, data: bytes) -> None:
         """Send bytes to the client."""

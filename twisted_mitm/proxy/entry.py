@@ -27,6 +27,7 @@ from zope.interface import implementer
 from twisted_mitm.connection import Client
 from twisted_mitm.mode_specs import ProxyMode, ReverseMode
 from twisted_mitm.proxy.clientside import accept_client, inner_http_protocol, release_client
+from twisted_mitm.proxy.handover import pass_read_eof
 from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 
@@ -114,11 +115,7 @@ class ModeEntry(Protocol):
             self.early_data(data)
 
     def readConnectionLost(self) -> None:
-        half_closeable = IHalfCloseableProtocol(self._inner, None)
-        if half_closeable is not None:
-            half_closeable.readConnectionLost()
-        else:
-            self.transport.loseConnection()
+        pass_read_eof(self._inner, self.transport)
 
     def writeConnectionLost(self) -> None:
         """The inner protocol ends the connection when it is done."""

@@ -11,10 +11,19 @@ included.
 from __future__ import annotations
 
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol, ITransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+
+def pass_read_eof(inner: IProtocol | None, transport: ITransport) -> None:
+    """The peer closed its side: tell C{inner} if it can take a half-close, else close."""
+    half_closeable = IHalfCloseableProtocol(inner, None)
+    if half_closeable is not None:
+        half_closeable.readConnectionLost()
+    else:
+        transport.loseConnection()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -50,11 +59,7 @@ class Handover(Protocol):
             self._next.dataReceived(data)
 
     def readConnectionLost(self) -> None:
-        half_closeable = IHalfCloseableProtocol(self._next, None)
-        if half_closeable is not None:
-            half_closeable.readConnectionLost()
-        else:
-            self.transport.loseConnection()
+        pass_read_eof(self._next, self.transport)
 
     def writeConnectionLost(self) -> None:
         half_closeable = IHalfCloseableProtocol(self._next, None)

@@ -245,6 +245,33 @@ class ReaderPump:
             self.on_stop()
 
 
+class PumpSource:
+    """The L{BodySource} face of a protocol that reads HTTP/1 through a L{ReaderPump}
+    (the client side reads requests so, the server side responses)."""
+
+    pump: ReaderPump
+    transport: ITransport
+
+    @property
+    def framing(self) -> http1.BodyFraming | None:
+        """How the body of the message just read is delimited."""
+        return self.pump.reader.framing  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def producer(self) -> IPushProducer:
+        """The reader: pausing it pauses reading from the peer."""
+        return self.pump
+
+    @property
+    def consumer(self) -> IConsumer:
+        """Where bytes for the peer are written."""
+        return self.transport  # type: ignore[return-value]
+
+    def hold_body(self) -> None:
+        """Read nothing of the body until C{read_body} says where it goes."""
+        self.pump.hold(Hold.DECIDING)
+
+
 @implementer(IPushProducer)
 class Valve:
     """Reading on one leg of a relay, paused while any reason to pause it holds.

@@ -20,10 +20,8 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
-    IConsumer,
     IHandshakeListener,
     IProtocol,
-    IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
 )
@@ -51,7 +49,7 @@ from twisted_mitm.mode_specs import UpstreamMode
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.h2serverside import H2ServerSideProtocol
 from twisted_mitm.proxy.handover import Handover
-from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
+from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, PumpSource, ReaderPump, tune_transport
 from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, describe_tls_failure, upstream_creator
 from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credentials
 from twisted_mitm.tls import TlsData
@@ -70,7 +68,7 @@ UpstreamKey = tuple[bytes, str, int]
 
 
 @implementer(IHandshakeListener)
-class ServerSideProtocol(Protocol):
+class ServerSideProtocol(PumpSource, Protocol):
     """One connection to an origin server, carrying one exchange at a time.
 
     @ivar receiver: the exchange waiting for a response on this connection, if any.
@@ -152,26 +150,7 @@ class ServerSideProtocol(Protocol):
         """This connection, as the upstream of the next exchange."""
         return succeed(self)
 
-    # The Upstream an exchange sees (twisted_mitm.proxy.streams).
-
-    @property
-    def framing(self) -> http1.BodyFraming | None:
-        """How the body of the response just read is delimited."""
-        return self.pump.reader.framing
-
-    @property
-    def producer(self) -> IPushProducer:
-        """The response reader: pausing it pauses this connection's reading."""
-        return self.pump
-
-    @property
-    def consumer(self) -> IConsumer:
-        """Where request bytes are written."""
-        return self.transport
-
-    def hold_body(self) -> None:
-        """Read nothing of the response body until L{read_body}."""
-        self.pump.hold(Hold.DECIDING)
+    # The Upstream an exchange sees (twisted_mitm.proxy.streams); its body source is PumpSource.
 
     def send_whole_request(self, request: Request, headers: Headers, receiver: ResponseReceiver, done: Callable[[], None]) -> None:
         """Send a request held in memory with an exact length, and expect its response."""

@@ -41,6 +41,7 @@ from zope.interface import implementer
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.hooks import TlsClienthelloHook, TlsFailedClientHook, TlsStartClientHook
 from twisted_mitm.http2 import ALPN_H2
+from twisted_mitm.proxy.handover import pass_read_eof
 from twisted_mitm.proxy.passthrough import TCPRelay
 from twisted_mitm.proxy.serverside import ServerConnections
 from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, intercepting_server_creator
@@ -139,14 +140,7 @@ class Tunnel(Protocol):
             self._decide()
 
     def readConnectionLost(self) -> None:
-        if self._inner is None:
-            self.transport.loseConnection()
-            return
-        half_closeable = IHalfCloseableProtocol(self._inner, None)
-        if half_closeable is not None:
-            half_closeable.readConnectionLost()
-        else:
-            self.transport.loseConnection()
+        pass_read_eof(self._inner, self.transport)
 
     def writeConnectionLost(self) -> None:
         """Nothing to do: the inner protocol ends the connection when it is done."""
