@@ -68,7 +68,11 @@ class Hook:
 
     def args(self) -> list[Any]:
         """The arguments handlers receive, in field order."""
-        return [getattr(self, field.name) for field in fields(self)]  # type: ignore[arg-type]
+        names = type(self).__dict__.get("_arg_names")
+        if names is None:
+            names = tuple(field.name for field in fields(self))  # type: ignore[arg-type]
+            type(self)._arg_names = names  # type: ignore[attr-defined]
+        return [getattr(self, name) for name in names]
 
 
 # Lifecycle

@@ -59,7 +59,7 @@ class BlockList:
             self.items = parse_rules("block_list", ctx.options.block_list, parse_block_spec)
 
     def request(self, flow: HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
+        if not self.items or flow.response is not None or flow.error is not None or not flow.live:
             return
         for spec in self.items:
             if spec.matches(flow):

@@ -38,7 +38,7 @@ class DisableH2C:
 
     def _strip_h2c(self, flow: HTTPFlow) -> None:
         headers = flow.request.headers
-        if b"h2c" not in http1.field_tokens(headers.fields, b"upgrade"):
+        if "upgrade" not in headers or b"h2c" not in http1.field_tokens(headers.fields, b"upgrade"):
             return
         _log.info("{url}: HTTP/2 over cleartext (Upgrade: h2c) is not supported; the offer was removed", url=flow.request.pretty_url)
         _remove_tokens(headers, "upgrade", {b"h2c"})

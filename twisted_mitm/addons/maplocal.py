@@ -135,7 +135,7 @@ class MapLocal:
             self.replacements = parse_rules("map_local", ctx.options.map_local, parse_map_local_spec)
 
     def request(self, flow: HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
+        if not self.replacements or flow.response is not None or flow.error is not None or not flow.live:
             return
         url = flow.request.pretty_url
         tried: list[Path] = []

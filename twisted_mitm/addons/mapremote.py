@@ -55,7 +55,7 @@ class MapRemote:
             self.replacements = parse_rules("map_remote", ctx.options.map_remote, parse_map_remote_spec)
 
     def request(self, flow: HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
+        if not self.replacements or flow.response is not None or flow.error is not None or not flow.live:
             return
         for spec in self.replacements:
             if spec.matches(flow):

@@ -119,12 +119,12 @@ class ModifyBody:
     # Streamed bodies: the transform goes on in the headers hooks.
 
     def requestheaders(self, flow: HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
+        if not self.rules or flow.response is not None or flow.error is not None or not flow.live:
             return
         self._rewrite_stream(flow, flow.request)
 
     def responseheaders(self, flow: HTTPFlow) -> None:
-        if flow.response is None or flow.error is not None or not flow.live:
+        if not self.rules or flow.response is None or flow.error is not None or not flow.live:
             return
         self._rewrite_stream(flow, flow.response)
 
@@ -150,12 +150,12 @@ class ModifyBody:
     # Buffered bodies: rewritten in the body hooks, as mitmproxy does.
 
     def request(self, flow: HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
+        if not self.rules or flow.response is not None or flow.error is not None or not flow.live:
             return
         self._rewrite_content(flow, flow.request)
 
     def response(self, flow: HTTPFlow) -> None:
-        if flow.response is None or flow.error is not None or not flow.live:
+        if not self.rules or flow.response is None or flow.error is not None or not flow.live:
             return
         self._rewrite_content(flow, flow.response)
 

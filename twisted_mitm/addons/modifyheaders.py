@@ -85,12 +85,12 @@ class ModifyHeaders:
             self.replacements = parse_rules("modify_headers", ctx.options.modify_headers, lambda rule: parse_modify_spec(rule, False))
 
     def requestheaders(self, flow: HTTPFlow) -> None:
-        if flow.response is not None or flow.error is not None or not flow.live:
+        if not self.replacements or flow.response is not None or flow.error is not None or not flow.live:
             return
         self.run(flow, flow.request.headers)
 
     def responseheaders(self, flow: HTTPFlow) -> None:
-        if flow.response is None or flow.error is not None or not flow.live:
+        if not self.replacements or flow.response is None or flow.error is not None or not flow.live:
             return
         self.run(flow, flow.response.headers)
 
