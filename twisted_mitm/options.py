@@ -500,6 +500,13 @@ def default_options() -> Options:
         check=check_size,
     )
     add(
+        "store_streamed_bodies", bool, False,
+        "Keep streamed bodies: each one is written to a temporary file as it passes (after "
+        "any transform), with memory bounded whatever its size, and hooks after the body, "
+        "flow files and HAR read it from there. The file is deleted with its flow, or when "
+        "the proxy stops.",
+    )
+    add(
         "stream_websockets", bool, False,
         "Forward WebSocket frames as soon as they arrive. Payloads are still recorded and "
         "websocket_message still runs, but cannot change or drop messages.",
