@@ -50,7 +50,7 @@ class DefaultAddonsTests(SynchronousTestCase):
         names = [type(addon).__name__ for addon in default_addons()]
         self.assertEqual(
             names,
-            ["Core", "LiveFlows", "Block", "BlockList", "AntiCache", "AntiComp", "DisableH2C", "ProxyAuth",
+            ["Core", "LiveFlows", "Block", "BlockList", "AntiCache", "AntiComp", "DisableH2C", "ProxyAuth", "ServerPlayback",
              "MapRemote", "MapLocal", "ModifyBody", "ModifyHeaders", "StickyAuth", "StickyCookie", "FlowLog",
              "HarDump", "ReadFile", "Intercept", "ScriptLoader"],
         )

@@ -32,6 +32,7 @@ from twisted_mitm.coretypes.serializable import Serializable, State
 from twisted_mitm.flow import Flow
 from twisted_mitm.net import encoding
 from twisted_mitm.net.http import multipart
+from twisted_mitm.spool import SpooledBody
 from twisted_mitm.utils.multidict import Fields, MultiDict, MultiDictView
 from twisted_mitm.utils.strutils import always_bytes, always_str
 from twisted_mitm.websocket import WebSocketData
@@ -336,7 +337,7 @@ class MessageData:
 
     http_version: bytes
     headers: Headers
-    content: bytes | None
+    content: bytes | SpooledBody | None
     trailers: Headers | None
     timestamp_start: float
     timestamp_end: float | None
@@ -438,9 +439,20 @@ class Message(Serializable):
     def trailers(self, value: Any) -> None:
         self.data.trailers = None if value is None else _to_headers(value)
 
-    raw_content = _data_attr(
-        "content", "The body as sent (maybe compressed); C{None} if missing (e.g. streamed)."
-    )
+    @property
+    def raw_content(self) -> bytes | None:
+        """The body as sent (maybe compressed); C{None} if missing (e.g. streamed).
+
+        A streamed body kept on disk (C{store_streamed_bodies}) is read from its file each
+        time this is read.
+        """
+        content = self.data.content
+        return content.read() if isinstance(content, SpooledBody) else content
+
+    @raw_content.setter
+    def raw_content(self, value: bytes | SpooledBody | None) -> None:
+        self.data.content = value
+
     timestamp_start = _data_attr("timestamp_start", "When the head was received.")
     timestamp_end = _data_attr("timestamp_end", "When the last byte was received.")
 

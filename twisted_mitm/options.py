@@ -500,6 +500,13 @@ def default_options() -> Options:
         check=check_size,
     )
     add(
+        "store_streamed_bodies", bool, False,
+        "Keep streamed bodies: each one is written to a temporary file as it passes (after "
+        "any transform), with memory bounded whatever its size, and hooks after the body, "
+        "flow files and HAR read it from there. The file is deleted with its flow, or when "
+        "the proxy stops.",
+    )
+    add(
         "stream_websockets", bool, False,
         "Forward WebSocket frames as soon as they arrive. Payloads are still recorded and "
         "websocket_message still runs, but cannot change or drop messages.",
@@ -637,8 +644,56 @@ def default_options() -> Options:
     )
     add("intercept_active", bool, False, "Whether the intercept filter is applied.")
     _add_rewriting_options(options)
+    _add_replay_options(options)
     options.subscribe(_check_host_filters(options))
     return options
+
+
+#: What C{server_replay_extra} may say: forward, kill, or answer with one of these statuses.
+SERVER_REPLAY_EXTRA = ("forward", "kill", "204", "400", "404", "500")
+
+
+def _add_replay_options(options: Options) -> None:
+    """The options of server replay (docs/flows.md), mitmproxy's names and meanings."""
+    add = options.add_option
+    add("server_replay", Sequence[str], [], "Answer matching requests with the responses of these flow files.")
+    add(
+        "server_replay_extra", str, "forward",
+        "What to do with requests that have no recorded response: forward them to the server, "
+        "kill them, or answer with an empty response of status 204, 400, 404 or 500.",
+        choices=SERVER_REPLAY_EXTRA,
+    )
+    add(
+        "server_replay_reuse", bool, False,
+        "Keep recorded responses after use, so that one can answer several requests. By "
+        "default each answers one request, in recorded order.",
+    )
+    add(
+        "server_replay_refresh", bool, True,
+        "Move the Date, Expires and Last-Modified headers and cookie expiry of replayed "
+        "responses forward, as if they had just been received.",
+    )
+    add(
+        "server_replay_use_headers", Sequence[str], [],
+        "Request headers that must also match for a recorded response to be used.",
+    )
+    add(
+        "server_replay_ignore_content", bool, False,
+        "Match requests without looking at their body.",
+    )
+    add(
+        "server_replay_ignore_params", Sequence[str], [],
+        "Query parameters left out when matching requests.",
+    )
+    add(
+        "server_replay_ignore_payload_params", Sequence[str], [],
+        "Form fields (application/x-www-form-urlencoded or multipart/form-data) left out when "
+        "matching request bodies.",
+    )
+    add("server_replay_ignore_host", bool, False, "Match requests whatever their host.")
+    add("server_replay_ignore_port", bool, False, "Match requests whatever their port.")
+    add("server_replay_kill_extra", bool, False, "Deprecated: use server_replay_extra=kill.")
+    add("server_replay_nopop", bool, False, "Deprecated: use server_replay_reuse.")
 
 
 def _add_rewriting_options(options: Options) -> None:

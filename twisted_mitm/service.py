@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import tracemalloc
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -27,6 +27,8 @@ from twisted_mitm.memory import can_release_free_memory, memory_report, release_
 from twisted_mitm.mode_specs import ProxyMode
 from twisted_mitm.proxy.context import ProxyContext
 from twisted_mitm.proxy.modes import ProxyFactory
+
+T = TypeVar("T")
 
 
 class MitmService(Service):
@@ -119,4 +121,10 @@ class MitmService(Service):
             return succeed(None)
         stopped: Deferred[None] = gatherResults([maybeDeferred(port.stopListening) for port in ports])
         stopped.addCallback(lambda _: self.master.addons.trigger(DoneHook()))
+        stopped.addBoth(self._remove_spools)
         return stopped
+
+    def _remove_spools(self, result: T) -> T:
+        """Delete the kept streamed bodies, once the C{done} hooks (HAR) are through with them."""
+        self.context.spools.remove()
+        return result

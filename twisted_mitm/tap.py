@@ -81,6 +81,7 @@ class Options(usage.Options):
         self["ignore_hosts"] = []
         self["allow_hosts"] = []
         self["mode"] = []
+        self["server_replay"] = []
         self["filter"] = None
 
     def opt_scripts(self, path: str) -> None:
@@ -101,6 +102,12 @@ class Options(usage.Options):
         self["mode"].append(spec)
 
     opt_m = opt_mode
+
+    def opt_server_replay(self, path: str) -> None:
+        """Answer matching requests with the responses of this flow file (repeatable)."""
+        self["server_replay"].append(path)
+
+    opt_S = opt_server_replay
 
     def opt_ignore_hosts(self, regex: str) -> None:
         """Relay CONNECTs whose host:port matches REGEX untouched (repeatable)."""
@@ -142,6 +149,7 @@ class Options(usage.Options):
         specs += [f"ignore_hosts={regex}" for regex in self["ignore_hosts"]]
         specs += [f"allow_hosts={regex}" for regex in self["allow_hosts"]]
         specs += [f"mode={spec}" for spec in self["mode"]]
+        specs += [f"server_replay={path}" for path in self["server_replay"]]
         for flag in ("listen-host", "listen-port", "flow-detail", "save-stream-file", "rfile"):
             if self[flag] is not None:
                 specs.append(f"{flag.replace('-', '_')}={self[flag]}")

@@ -22,6 +22,7 @@ from twisted_mitm.addons.proxyauth import ProxyAuth
 from twisted_mitm.addons.readfile import ReadFile
 from twisted_mitm.addons.save import Save
 from twisted_mitm.addons.script import ScriptLoader
+from twisted_mitm.addons.serverplayback import ServerPlayback
 from twisted_mitm.addons.stickyauth import StickyAuth
 from twisted_mitm.addons.stickycookie import StickyCookie
 
@@ -40,6 +41,7 @@ def default_addons() -> list[object]:
         AntiComp(),
         DisableH2C(),
         ProxyAuth(),
+        ServerPlayback(),
         MapRemote(),
         MapLocal(),
         ModifyBody(),

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted_mitm import __version__, ctx
 from twisted_mitm.exceptions import OptionsError
 from twisted_mitm.http import Headers, HTTPFlow, Message
+from twisted_mitm.spool import SpooledBody
 
 log = Logger()
 
@@ -50,7 +51,7 @@ def _content(flow: HTTPFlow, message: Message, which: str) -> dict[str, Any]:
         "size": _body_size(flow, message, which),
         "mimeType": message.headers.get("content-type", ""),
     }
-    if message.stream:
+    if message.stream and not isinstance(message.data.content, SpooledBody):
         content["comment"] = "streamed: body not recorded"
         return content
     try:

@@ -9,7 +9,8 @@ flows; L{FlowWriter} writes the current version.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from twisted_mitm import http, tcp  # noqa: F401  (registers the http and tcp flow types)
@@ -85,6 +86,24 @@ class FlowReader:
         data = self.fo.read(size)
         self.fo.seek(position)
         return data
+
+
+def read_flows_from_paths(paths: Iterable[str]) -> list[Flow]:
+    """All the flows of several flow files, in order (C{~} expanded in each path).
+
+    @raise FlowReadException: naming the file that cannot be read, and why.
+    """
+    flows: list[Flow] = []
+    for path in paths:
+        path = os.path.expanduser(path)
+        try:
+            with open(path, "rb") as file:
+                flows.extend(FlowReader(file).stream())
+        except OSError as e:
+            raise FlowReadException(f"cannot read {path}: {e.strerror}") from None
+        except FlowReadException as e:
+            raise FlowReadException(f"{path} is not a valid flow file: {e}") from None
+    return flows
 
 
 def _flow_from(state: object, index: int) -> Flow:

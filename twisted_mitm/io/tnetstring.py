@@ -12,7 +12,8 @@ apart. Tuples are written as lists. Dict items are written last first, as mitmpr
 (so files are byte-identical), and read back into their first order (mitmproxy keeps
 them reversed, so its dicts change order each time a file is read and written). L{dump} writes a value's pieces without joining
 them, so a large body is not copied on its way to the file; L{load} reads exactly one
-value from a file, so a file of many values is read one value at a time.
+value from a file, so a file of many values is read one value at a time. A body kept on
+disk (L{SpooledBody}) is written as bytes, copied from its file a piece at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, BinaryIO, Union
 
-TSerializable = Union[None, bool, int, float, bytes, str, list, tuple, dict]
+from twisted_mitm.spool import SpooledBody
+
+TSerializable = Union[None, bool, int, float, bytes, SpooledBody, str, list, tuple, dict]
+Piece = Union[bytes, SpooledBody]
 
 # A length prefix is at most this many digits (a terabyte); more means the data is not ours.
 _MAX_LENGTH_DIGITS = 12
@@ -36,7 +40,7 @@ def dumps(value: TSerializable) -> bytes:
 
     @raise ValueError: for a value (or an item inside it) of another type.
     """
-    return b"".join(_pieces(value))
+    return b"".join(piece.read() if isinstance(piece, SpooledBody) else piece for piece in _pieces(value))
 
 
 def dump(value: TSerializable, file: BinaryIO) -> None:
@@ -45,19 +49,27 @@ def dump(value: TSerializable, file: BinaryIO) -> None:
     @raise ValueError: for a value (or an item inside it) of another type; nothing is
         written then.
     """
-    file.writelines(_pieces(value))
+    for piece in _pieces(value):
+        if isinstance(piece, SpooledBody):
+            file.writelines(piece.chunks())
+        else:
+            file.write(piece)
 
 
-def _pieces(value: TSerializable) -> list[bytes]:
-    pieces: list[bytes] = []
+def _pieces(value: TSerializable) -> list[Piece]:
+    pieces: list[Piece] = []
     _encode(value, pieces)
     return pieces
 
 
-def _encode(value: TSerializable, pieces: list[bytes]) -> int:
+def _encode(value: TSerializable, pieces: list[Piece]) -> int:
     """Append the encoding of C{value} to C{pieces}; return its length in bytes."""
     if isinstance(value, (list, tuple, dict)):
         return _encode_container(value, pieces)
+    if isinstance(value, SpooledBody):
+        prefix = b"%d:" % value.size
+        pieces += (prefix, value, b",")
+        return len(prefix) + value.size + 1
     tag, payload = _scalar(value)
     pieces += (b"%d:" % len(payload), payload, tag)
     return len(pieces[-3]) + len(payload) + 1
@@ -80,7 +92,7 @@ def _scalar(value: TSerializable) -> tuple[bytes, bytes]:
     raise ValueError(f"cannot encode a {type(value).__name__}: {value!r}")
 
 
-def _encode_container(value: list[Any] | tuple[Any, ...] | dict[Any, Any], pieces: list[bytes]) -> int:
+def _encode_container(value: list[Any] | tuple[Any, ...] | dict[Any, Any], pieces: list[Piece]) -> int:
     prefix_index = len(pieces)
     pieces.append(b"")
     if isinstance(value, dict):
@@ -90,9 +102,9 @@ def _encode_container(value: list[Any] | tuple[Any, ...] | dict[Any, Any], piece
     else:
         size = sum(_encode(item, pieces) for item in value)
         tag = b"]"
-    pieces[prefix_index] = b"%d:" % size
+    prefix = pieces[prefix_index] = b"%d:" % size
     pieces.append(tag)
-    return len(pieces[prefix_index]) + size + 1
+    return len(prefix) + size + 1
 
 
 def loads(data: bytes) -> TSerializable:

@@ -5,7 +5,8 @@ L{ProxySettings} is the options as the hot path needs them, parsed once whenever
 change (sizes as ints, regexes compiled), so no request ever parses an option string.
 L{WebSocketRelays} knows the live WebSocket relays, for the C{inject.websocket} command;
 the relay itself (and autobahn) is only imported on the first upgrade. The
-L{MessageStore} bounds the messages all live WebSocket and TCP flows keep.
+L{MessageStore} bounds the messages all live WebSocket and TCP flows keep; the
+L{SpoolDirectory} holds the streamed bodies kept with C{store_streamed_bodies}.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from twisted.logger import Logger
 from twisted_mitm.connection import Client, Context, Server
 from twisted_mitm.options import Options, parse_size
 from twisted_mitm.proxy.messagestore import MessageStore
+from twisted_mitm.spool import BodySpool, SpoolDirectory
 
 if TYPE_CHECKING:
     from twisted_mitm.addonmanager import AddonManager
@@ -41,6 +43,7 @@ class ProxySettings:
     """The options the proxy core reads per connection or per request."""
 
     stream_large_bodies: int | None
+    store_streamed_bodies: bool
     body_size_limit: int | None
     ssl_insecure: bool
     trusted_ca_path: str | None
@@ -66,6 +69,7 @@ class ProxySettings:
         """Parse the options the core needs."""
         return cls(
             stream_large_bodies=_size(options.stream_large_bodies),
+            store_streamed_bodies=options.store_streamed_bodies,
             body_size_limit=_size(options.body_size_limit),
             ssl_insecure=options.ssl_insecure,
             trusted_ca_path=options.ssl_verify_upstream_trusted_ca or None,
@@ -101,6 +105,7 @@ class ProxyContext:
     @ivar reactor: the reactor every connection uses (injected, never imported).
     @ivar certstore: the CA and leaf certificates; C{None} until TLS is configured.
     @ivar stored: the messages live flows keep, within C{total_max_stored_bytes}.
+    @ivar spools: where streamed bodies are kept; removed when the proxy stops.
     """
 
     def __init__(self, master: Master, reactor: Any, certstore: CertStore | None = None) -> None:
@@ -109,6 +114,7 @@ class ProxyContext:
         self.certstore = certstore
         self.settings = ProxySettings.from_options(master.options)
         self.stored = MessageStore(self.settings.total_max_stored_bytes)
+        self.spools = SpoolDirectory()
         master.options.subscribe(self._options_changed)
         self.websockets = WebSocketRelays()
         master.commands.add("inject.websocket", self.websockets.inject)
@@ -117,6 +123,10 @@ class ProxyContext:
     def addons(self) -> AddonManager:
         """The addon chain that hooks are triggered on."""
         return self.master.addons
+
+    def spool_for_stream(self) -> BodySpool | None:
+        """Where a streamed body is kept as it passes (C{store_streamed_bodies}), else C{None}."""
+        return self.spools.new_spool() if self.settings.store_streamed_bodies else None
 
     def connection_context(self, client: Client, server: Server) -> Context:
         """What connection-level hooks (the C{tls_*} hooks) are told about a connection."""

@@ -37,10 +37,12 @@ from twisted_mitm.http import Headers, HTTPFlow, Message, Request, Response
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.filebody import made_body_source
 from twisted_mitm.proxy.pipe import BodyPipe, BodyWriter, BufferSink, DiscardSink, Fields
+from twisted_mitm.proxy.tee import TeeWriter
 from twisted_mitm.proxy.transform import make_transform
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
+    from twisted_mitm.spool import BodySpool, SpooledBody
     from twisted_mitm.proxy.streams import BodySource, ClientStream, Upstream, UpstreamSource
     from twisted_mitm.proxy.wsrelay import WebSocketRelay
 
@@ -108,6 +110,7 @@ class Transfer:
 
     @ivar phase: where this direction is.
     @ivar pipe: the pipe of a streamed body.
+    @ivar spool: where a streamed body is kept while it passes (C{store_streamed_bodies}).
     @ivar exchange: the exchange this direction belongs to, held weakly: the exchange
         holds its transfers, and a strong reference back would make every exchange (and
         its flow, bodies included) a cycle that only the garbage collector's full passes
@@ -123,6 +126,8 @@ class Transfer:
         self._exchange = weakref.ref(exchange)
         self.phase = Phase.PENDING
         self.pipe: BodyPipe | None = None
+        self.spool: BodySpool | None = None
+        self._kept: SpooledBody | None = None
         self.body_framing: http1.BodyFraming | None = None
 
     @property
@@ -210,6 +215,9 @@ class Transfer:
         if writer is None:
             return
         self.message.raw_content = b""
+        self.spool = self.exchange.context.spool_for_stream()
+        if self.spool is not None:
+            writer = TeeWriter(writer, self.spool.write)
         self.pipe = BodyPipe(self.source.producer, writer, self._streamed, self.exchange.source_failed, transform)
         self.pipe.write_all(buffered)
         self.source.read_body(self.pipe)
@@ -249,6 +257,9 @@ class Transfer:
     def _streamed(self) -> None:
         assert self.pipe is not None
         self.exchange.flow.metadata[self.size_key] = self.pipe.size
+        if self.spool is not None:
+            self._kept = self.message.raw_content = self.spool.close()
+            self.spool = None
         self.message.timestamp_end = time.time()
         self.phase = Phase.STREAMED
         self.exchange.read_whole(self)
@@ -262,6 +273,9 @@ class Transfer:
         """The exchange failed: a body still flowing is cut."""
         if self.pipe is not None:
             self.pipe.abort(Failure(ProtocolError(502, "exchange abandoned")))
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
 
     def delivered(self) -> None:
         """The message reached its destination whole and its hooks are done."""
@@ -296,13 +310,14 @@ class Transfer:
 
     def _check_unchanged(self) -> None:
         message = self.message
-        if message.raw_content:
+        kept = self._kept if self._kept is not None else b""
+        if message.data.content is not kept and message.data.content != kept:
             self.exchange.log.warn(
                 "{url}: a script changed the content of a streamed {kind}; streamed bodies cannot be modified, the change is ignored",
                 url=self.exchange.flow.request.pretty_url,
                 kind=self.kind,
             )
-            message.raw_content = b""
+            message.raw_content = kept
 
 
 class RequestTransfer(Transfer):
