@@ -658,6 +658,15 @@ def _add_replay_options(options: Options) -> None:
     add = options.add_option
     add("server_replay", Sequence[str], [], "Answer matching requests with the responses of these flow files.")
     add(
+        "client_replay", Sequence[str], [],
+        "Replay the requests of these flow files through the proxy (hooks and all) once it "
+        "runs, then stop unless keepserving is set.",
+    )
+    add(
+        "client_replay_concurrency", int, 1,
+        "How many client replays run at once; -1: all at once.",
+    )
+    add(
         "server_replay_extra", str, "forward",
         "What to do with requests that have no recorded response: forward them to the server, "
         "kill them, or answer with an empty response of status 204, 400, 404 or 500.",

@@ -27,6 +27,7 @@ from twisted_mitm.memory import can_release_free_memory, memory_report, release_
 from twisted_mitm.mode_specs import ProxyMode
 from twisted_mitm.proxy.context import ProxyContext
 from twisted_mitm.proxy.modes import ProxyFactory
+from twisted_mitm.proxy.replay import ClientPlayback
 
 T = TypeVar("T")
 
@@ -51,6 +52,7 @@ class MitmService(Service):
         self.master = master
         self.reactor = reactor
         self.context = ProxyContext(master, reactor, certstore)
+        master.addons.add(ClientPlayback(self.context))
         self.ports: list[Any] = []
         self._free_memory = LoopingCall(release_free_memory)
         self._free_memory.clock = reactor

@@ -82,6 +82,7 @@ class Options(usage.Options):
         self["allow_hosts"] = []
         self["mode"] = []
         self["server_replay"] = []
+        self["client_replay"] = []
         self["filter"] = None
 
     def opt_scripts(self, path: str) -> None:
@@ -108,6 +109,12 @@ class Options(usage.Options):
         self["server_replay"].append(path)
 
     opt_S = opt_server_replay
+
+    def opt_client_replay(self, path: str) -> None:
+        """Replay the requests of this flow file, then stop unless keepserving (repeatable)."""
+        self["client_replay"].append(path)
+
+    opt_C = opt_client_replay
 
     def opt_ignore_hosts(self, regex: str) -> None:
         """Relay CONNECTs whose host:port matches REGEX untouched (repeatable)."""
@@ -150,6 +157,7 @@ class Options(usage.Options):
         specs += [f"allow_hosts={regex}" for regex in self["allow_hosts"]]
         specs += [f"mode={spec}" for spec in self["mode"]]
         specs += [f"server_replay={path}" for path in self["server_replay"]]
+        specs += [f"client_replay={path}" for path in self["client_replay"]]
         for flag in ("listen-host", "listen-port", "flow-detail", "save-stream-file", "rfile"):
             if self[flag] is not None:
                 specs.append(f"{flag.replace('-', '_')}={self[flag]}")
