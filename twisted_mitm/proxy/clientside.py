@@ -54,7 +54,7 @@ from twisted_mitm.proxy.h2clientside import H2ClientSideProtocol
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerConnections
-from twisted_mitm.proxy.tls import describe_tls_failure, log_client_tls_failure
+from twisted_mitm.proxy.tls import describe_tls_failure, log_client_tls_failure, record_handshake
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 from twisted_mitm.tls import TlsData
 
@@ -154,9 +154,7 @@ class ClientSideProtocol(Protocol):
         """TLS with the client is up (inside an intercepted tunnel): record what was agreed."""
         assert self.client is not None
         connection = self.transport.getHandle()
-        self.client.tls_established = True
-        self.client.tls_version = connection.get_protocol_version_name()
-        self.client.alpn = connection.get_alpn_proto_negotiated() or None
+        record_handshake(self.client, connection)
         self._hook(TlsEstablishedClientHook(self._tls_data(connection)))
 
     def _tls_data(self, connection: SSL.Connection | None) -> TlsData:

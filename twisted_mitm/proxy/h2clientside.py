@@ -34,6 +34,7 @@ from twisted_mitm.http import HTTPFlow, Request, Response
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.h2connection import H2Connection, H2Stream, streamed_writer
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields
+from twisted_mitm.proxy.tls import record_handshake
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -68,10 +69,7 @@ class H2ClientSideProtocol(H2Connection):
 
     def handshakeCompleted(self) -> None:
         """TLS with the client is up: record what was agreed."""
-        connection = self.transport.getHandle()
-        self.client.tls_established = True
-        self.client.tls_version = connection.get_protocol_version_name()
-        self.client.alpn = connection.get_alpn_proto_negotiated() or None
+        record_handshake(self.client, self.transport.getHandle())
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self.connected = False

@@ -52,7 +52,7 @@ from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.h2serverside import H2ServerSideProtocol
 from twisted_mitm.proxy.handover import Handover
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, describe_tls_failure, upstream_creator
+from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, describe_tls_failure, record_handshake, upstream_creator
 from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credentials
 from twisted_mitm.tls import TlsData
 
@@ -117,8 +117,7 @@ class ServerSideProtocol(Protocol):
             self.ready.callback(self)
 
     def handshakeCompleted(self) -> None:
-        self.server.tls_established = True
-        self.server.timestamp_tls_setup = time.time()
+        record_handshake(self.server, self.transport.getHandle())
         self.ready.callback(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -364,15 +363,14 @@ class NegotiatedProtocol(Protocol):
         self.server.timestamp_tcp_setup = time.time()
 
     def handshakeCompleted(self) -> None:
-        alpn = self.transport.negotiatedProtocol
-        self.server.alpn = alpn
+        record_handshake(self.server, self.transport.getHandle())
+        alpn = self.server.alpn
         chosen: UpstreamConnection
         if alpn == ALPN_H2:
             chosen = H2ServerSideProtocol(self.key, self.server, self._reactor)
         else:
             chosen = ServerSideProtocol(self.key, self.server, self._reactor, tls=True)
         self._chosen = chosen
-        self.server.tls_established = True
         chosen.ready.chainDeferred(self.ready)
         chosen.makeConnection(self.transport)
         if isinstance(chosen, ServerSideProtocol):

@@ -182,6 +182,7 @@ class Tunnel(Protocol):
             self._hand_over(self._relay(settings.show_ignored_hosts), data)
             return
         self.client.sni = hello.sni
+        self.client.alpn_offers = hello.alpn_protocols
         hello_data = ClientHelloData(self.context.connection_context(self.client, Server(address=(self.host, self.port))), hello)
         self._stop_waiting()
         hooks = self._hooks = self.context.addons.trigger(TlsClienthelloHook(hello_data))
