@@ -233,7 +233,7 @@ class ClientSideProtocol(Protocol):
         """Send the head of a streamed response; the writer frames its body (see L{framing.streamed_response})."""
         headers, make_writer, close = framing.streamed_response(response.headers, source, transformed, request.data.http_version)
         self.write(framing.response_head(response, headers))
-        return make_writer(self.transport), close or framing.closes(headers)
+        return framing.MessageTrailers(make_writer(self.transport), response), close or framing.closes(headers)
 
     def abort(self) -> None:
         """Drop the client connection now (a response cannot be completed)."""

@@ -31,6 +31,7 @@ from twisted_mitm import http1, http2
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.http import HTTPFlow, Request, Response
+from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.h2connection import H2Connection, H2Stream, streamed_writer
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields
@@ -193,7 +194,7 @@ class H2ClientStream(H2Stream):
         block, writer = streamed_writer(self.output, http2.response_block(response, response.headers), source, transformed)
         self.send_headers(block)
         self._answered = True
-        return writer, False
+        return framing.MessageTrailers(writer, response), False
 
     def abort(self) -> None:
         """The response cannot be completed: reset the stream, so it never looks complete."""

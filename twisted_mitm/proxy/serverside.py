@@ -182,7 +182,7 @@ class ServerSideProtocol(Protocol):
         """Send the head of a streamed request; the writer frames its body (see L{framing.streamed_request})."""
         headers, make_writer = framing.streamed_request(request, source, transformed)
         self._send_head(request, headers, receiver)
-        return make_writer(self.transport)
+        return framing.MessageTrailers(make_writer(self.transport), request)
 
     def via_proxy(self, proxy_authorization: bytes | None) -> None:
         """This connection leads to an upstream HTTP proxy: requests go in absolute form,
