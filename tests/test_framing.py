@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
-from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+import os
+from collections.abc import Callable
+from typing import Any
 
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.support import RawOrigin, raw_client, start_proxy, start_raw_origin, wait_until
 from twisted_mitm import http1
-from twisted_mitm.http import Headers, Request, Response
+from twisted_mitm.http import Headers, HTTPFlow, Request, Response
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.pipe import ChunkedWriter, CloseDelimitedWriter, LengthWriter
 
@@ -187,3 +192,121 @@ class ScriptEditTests(SynchronousTestCase):
         self.assertEqual(headers.fields, ((b"Transfer-Encoding", b"chunked"),))
         headers, _ = framing.buffered_request(request([(b"Host", b"e"), (b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")], b"hello"))
         self.assertEqual(headers.fields, ((b"Host", b"e"), (b"Transfer-Encoding", b"chunked")))
+
+
+class MessageTrailersTests(SynchronousTestCase):
+    """L{framing.MessageTrailers}: a streamed body ends with its message's trailers."""
+
+    def finish(self, message: Response, received: list[tuple[bytes, bytes]]) -> bytes:
+        transport = StringTransport()
+        writer = framing.MessageTrailers(ChunkedWriter(transport), message)
+        writer.write(b"data")
+        writer.finish(received)
+        return transport.value()
+
+    def test_received_trailers_recorded_and_sent(self) -> None:
+        """Trailers that end the source body become the message's, and go out."""
+        message = response([])
+        self.assertEqual(self.finish(message, [(b"Grpc-Status", b"0")]), b"4\r\ndata\r\n0\r\nGrpc-Status: 0\r\n\r\n")
+        self.assertEqual(message.trailers.fields, ((b"Grpc-Status", b"0"),))
+
+    def test_hook_trailers_sent(self) -> None:
+        """A body that came without trailers ends with those a hook set."""
+        message = response([], trailers=[(b"X-Added", b"1")])
+        self.assertEqual(self.finish(message, []), b"4\r\ndata\r\n0\r\nX-Added: 1\r\n\r\n")
+
+    def test_none(self) -> None:
+        """No trailers anywhere: the plain last chunk."""
+        self.assertEqual(self.finish(response([]), []), b"4\r\ndata\r\n0\r\n\r\n")
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+TRAILER = b"x-my-injected-trailer-header: foobar\r\n"
+
+
+def ends_chunked(data: bytes) -> bool:
+    """Whether C{data} holds a head and a whole chunked body (its last chunk and trailer section)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    return (body.startswith(b"0\r\n") or b"\r\n0\r\n" in body) and body.endswith(b"\r\n\r\n")
+
+
+def answer(raw: bytes) -> Callable[[Any, bytes], None]:
+    """A L{RawOrigin} handler writing C{raw} as the response."""
+    return lambda protocol, head: protocol.transport.write(raw)
+
+
+class TrailersTests(TestCase):
+    """Trailers through a real proxy, with a raw client and origin (mitmproxy's http-trailers.py)."""
+
+    async def exchange(self, origin: RawOrigin, proxy_port: int, request: bytes) -> tuple[bytes, bytes]:
+        """Send C{request}; what the client got back, and what the origin received once its body ended."""
+        client = await raw_client(self, proxy_port)
+        client.send(request)
+        received = await client.receive_until(ends_chunked)
+        await wait_until(lambda: ends_chunked(b"".join(origin.received)), what="the request body at the origin")
+        return received, b"".join(origin.received)
+
+    async def test_example_injects_into_buffered_messages(self) -> None:
+        """The example makes a Content-Length request and response chunked with its trailer; neither
+        keeps a Content-Length beside the Transfer-Encoding."""
+        origin = start_raw_origin(self, answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nworld"))
+        proxy = start_proxy(self, scripts=[os.path.join(EXAMPLES, "http_trailers.py")])
+        received, at_origin = await self.exchange(
+            origin, proxy.port, b"POST %s/inject_trailers HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" % origin.url.encode()
+        )
+        self.assertTrue(at_origin.endswith(b"\r\n\r\n5\r\nhello\r\n0\r\n" + TRAILER + b"\r\n"), at_origin)
+        self.assertNotIn(b"content-length", at_origin.lower())
+        self.assertIn(b"trailer: x-my-injected-trailer-header", at_origin.lower())
+        self.assertTrue(received.endswith(b"\r\n\r\n5\r\nworld\r\n0\r\n" + TRAILER + b"\r\n"), received)
+        self.assertNotIn(b"content-length", received.lower())
+
+    async def test_received_trailers_round_trip(self) -> None:
+        """Trailers the client and the server send reach the other side, and the hooks see them."""
+        seen: list[tuple[str, Headers | None]] = []
+
+        class Look:
+            def request(self, flow: HTTPFlow) -> None:
+                seen.append(("request", flow.request.trailers))
+
+            def response(self, flow: HTTPFlow) -> None:
+                seen.append(("response", flow.response.trailers))
+
+        origin = start_raw_origin(self, answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Server: two\r\n\r\n"))
+        proxy = start_proxy(self, scripts=[os.path.join(EXAMPLES, "http_trailers.py")], addons=[Look()])
+        received, at_origin = await self.exchange(
+            origin, proxy.port,
+            b"POST %s/other HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Client: one\r\n\r\n" % origin.url.encode(),
+        )
+        self.assertTrue(at_origin.endswith(b"3\r\nabc\r\n0\r\nX-Client: one\r\n\r\n"), at_origin)
+        self.assertTrue(received.endswith(b"2\r\nok\r\n0\r\nX-Server: two\r\n\r\n"), received)
+        self.assertEqual([(hook, trailers.fields) for hook, trailers in seen], [("request", ((b"X-Client", b"one"),)), ("response", ((b"X-Server", b"two"),))])
+
+    async def test_streamed_bodies(self) -> None:
+        """Streamed both ways: trailers a requestheaders/responseheaders hook sets are sent, received
+        ones pass (through a .stream transform too) and the request/response hooks see them."""
+        seen: list[tuple[str, Headers | None]] = []
+
+        class AddTrailers:
+            def requestheaders(self, flow: HTTPFlow) -> None:
+                flow.request.trailers = Headers([(b"X-Added-Request", b"1")])
+
+            def responseheaders(self, flow: HTTPFlow) -> None:
+                assert flow.response is not None
+                flow.response.stream = lambda data: data.upper()
+
+            def request(self, flow: HTTPFlow) -> None:
+                seen.append(("request", flow.request.trailers))
+
+            def response(self, flow: HTTPFlow) -> None:
+                seen.append(("response", flow.response.trailers))
+
+        body = b"0123456789" * 10
+        origin = start_raw_origin(self, answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-Server: two\r\n\r\n" % (len(body), b"a" * len(body))))
+        proxy = start_proxy(self, options=["stream_large_bodies=10"], addons=[AddTrailers()])
+        received, at_origin = await self.exchange(
+            origin, proxy.port,
+            b"POST %s/up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (origin.url.encode(), len(body), body),
+        )
+        self.assertTrue(at_origin.endswith(b"%s\r\n0\r\nX-Added-Request: 1\r\n\r\n" % body), at_origin)
+        self.assertTrue(received.endswith(b"A" * len(body) + b"\r\n0\r\nX-Server: two\r\n\r\n"), received)
+        self.assertEqual([(hook, trailers.fields) for hook, trailers in seen], [("request", ((b"X-Added-Request", b"1"),)), ("response", ((b"X-Server", b"two"),))])

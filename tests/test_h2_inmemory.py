@@ -25,7 +25,7 @@ from tests.h2peers import Answer, H2Origin, H2TestClient, h2_tls_options
 from tests.memorynet import MemoryClient, MemoryNetwork
 from tests.support import HookRecorder, RawOrigin, origin_ca_path, origin_certificate, respond, shared_confdir
 from twisted_mitm.certs import CertStore
-from twisted_mitm.http import HTTPFlow
+from twisted_mitm.http import Headers, HTTPFlow
 from twisted_mitm.proxy.h2clientside import RAPID_RESETS
 from twisted_mitm.proxy.h2connection import MAX_HEADER_LIST, MAX_STREAMS, STREAM_WINDOW, H2Connection, H2Stream
 
@@ -140,6 +140,26 @@ class MessageTests(SynchronousTestCase):
         response = client.responses[stream]
         self.assertEqual((response.body, response.trailers, response.ended), (b"fedcba", [(b"grpc-status", b"0")], True))
         self.assertEqual(setup.origin.requests[0].body, b"abcdef")
+
+    def test_streamed_trailers_set_by_hooks(self) -> None:
+        """Streamed over HTTP/2 both ways, trailers set in requestheaders/responseheaders end the bodies."""
+
+        class AddTrailers:
+            def requestheaders(self, flow: HTTPFlow) -> None:
+                flow.request.trailers = Headers([(b"x-request-trailer", b"1")])
+
+            def responseheaders(self, flow: HTTPFlow) -> None:
+                assert flow.response is not None
+                flow.response.trailers = Headers([(b"x-response-trailer", b"2")])
+
+        setup = H2Setup(self, options=["stream_large_bodies=1"], addons=(AddTrailers(),))
+        setup.origin.handler = lambda request: answer_with(request.body[::-1])
+        client = setup.h2_client()
+        stream = client.request(b"/echo", method=b"POST", body=b"abcdef", headers=[(b"content-length", b"6")])
+        setup.settle()
+        response = client.responses[stream]
+        self.assertEqual((response.body, response.trailers, response.ended), (b"fedcba", [(b"x-response-trailer", b"2")], True))
+        self.assertEqual((setup.origin.requests[0].body, setup.origin.requests[0].trailers), (b"abcdef", [(b"x-request-trailer", b"1")]))
 
     def test_streams_run_concurrently(self) -> None:
         """Ten requests sent at once are all answered over one upstream connection."""

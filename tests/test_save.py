@@ -250,7 +250,8 @@ class SavedTrafficTests(TestCase):
         self.assertEqual(flow.response.content, b"changed by a script")
 
     async def test_https(self) -> None:
-        """An intercepted HTTPS flow is saved with TLS on both connection records."""
+        """An intercepted HTTPS flow is saved with TLS on both connection records: version, cipher,
+        ALPN, the client's offers, the leaf the proxy showed and the origin's certificate."""
         origin = start_raw_origin(self, respond(200, b"secret"), tls=origin_certificate("localhost"))
         proxy = self.start_saving(f"ssl_verify_upstream_trusted_ca={origin_ca_path(self)}")
         out, err, code = await curl("--cacert", proxy.ca_path, "-x", proxy.url, f"https://localhost:{origin.port}/s")
@@ -261,6 +262,12 @@ class SavedTrafficTests(TestCase):
         self.assertEqual(flow.client_conn.sni, "localhost")
         self.assertTrue(flow.client_conn.tls_version.startswith("TLSv1."))
         self.assertTrue(flow.server_conn.tls and flow.server_conn.tls_established)
+        for conn in (flow.client_conn, flow.server_conn):
+            self.assertTrue(conn.cipher and conn.tls_version.startswith("TLSv1."), (conn.cipher, conn.tls_version))
+            self.assertEqual(conn.alpn, b"http/1.1")
+        self.assertIn(b"http/1.1", flow.client_conn.alpn_offers)
+        self.assertEqual(flow.client_conn.mitmcert.cn, "localhost")
+        self.assertEqual(flow.server_conn.certificate_list[0].to_cryptography(), origin_certificate("localhost").cert)
 
     async def test_websocket(self) -> None:
         """A WebSocket flow is saved at its end with its messages and close code."""

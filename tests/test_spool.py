@@ -24,7 +24,7 @@ from twisted_mitm import http1
 from twisted_mitm.http import HTTPFlow, Response
 from twisted_mitm.io import FlowReader, FlowWriter, tnetstring
 from twisted_mitm.proxy.tee import TeeWriter
-from twisted_mitm.spool import BodySpool, SpoolDirectory, SpooledBody
+from twisted_mitm.spool import SpoolDirectory, SpooledBody
 
 
 def spooled(test: SynchronousTestCase, data: bytes) -> SpooledBody:

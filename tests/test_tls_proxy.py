@@ -35,6 +35,7 @@ from tests.support import (
     start_raw_origin,
 )
 from tests.test_certs import FILES, make_ca, mitmproxy_ca_pem
+from tests.test_h2_loopback import greet, start_h2_origin
 from twisted_mitm.http import HTTPFlow, Response
 
 # Bound on every blocking socket operation a test thread makes.
@@ -88,6 +89,8 @@ class TLSResult:
     certificate: x509.Certificate
     alpn: str | None
     response: bytes
+    cipher: str
+    version: str
 
 
 def connect_tunnel(proxy_port: int, authority: str) -> socket.socket:
@@ -119,7 +122,8 @@ def fetch_over_tls(
             assert der is not None
             request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
             tls.sendall(request.encode())
-            return TLSResult(x509.load_der_x509_certificate(der), tls.selected_alpn_protocol(), read_response(tls))
+            cipher, version, _ = tls.cipher()
+            return TLSResult(x509.load_der_x509_certificate(der), tls.selected_alpn_protocol(), read_response(tls), cipher, version)
 
 
 def read_response(sock: socket.socket) -> bytes:
@@ -306,6 +310,55 @@ class ALPNTests(TestCase):
         lines = [formatEvent(event) for event in events if "TLS" in formatEvent(event)]
         self.assertEqual(lines, ["TLS client for localhost offered only h2 via ALPN; the proxy speaks http/1.1"])
         self.assertEqual(self.origin.requests, [])
+
+
+class ConnectionRecordTests(TestCase):
+    """After the handshakes, the flow's connection records say what TLS agreed, as mitmproxy's do."""
+
+    def start(self, *options: str) -> tuple[RunningProxy, HookRecorder]:
+        recorder = HookRecorder()
+        proxy = start_proxy(self, options=[f"ssl_verify_upstream_trusted_ca={origin_ca_path(self)}", *options], addons=[recorder])
+        return proxy, recorder
+
+    async def test_http1_both_sides(self) -> None:
+        """Python's ssl through CONNECT: the client record has the version, cipher, ALPN and offers the
+        client saw and the leaf it was shown; the server record has the origin's certificate."""
+        origin_cert = origin_certificate("localhost", "127.0.0.1")
+        origin = start_raw_origin(self, respond(200, b"records"), tls=origin_cert)
+        proxy, recorder = self.start()
+        context = client_context(proxy.ca_path, ["http/1.1"])
+        result = await deferToThread(fetch_over_tls, proxy.port, "localhost", origin.port, context)
+        self.assertTrue(result.response.endswith(b"records"), result.response)
+        [flow] = [argument for name, argument in recorder.calls if name == "response"]
+        client, server = flow.client_conn, flow.server_conn
+        self.assertEqual((client.tls_version, client.cipher, client.alpn), (result.version, result.cipher, b"http/1.1"))
+        self.assertEqual(list(client.alpn_offers), [b"http/1.1"])
+        self.assertEqual(client.mitmcert.to_cryptography(), result.certificate)
+        self.assertEqual(client.certificate_list, [])
+        self.assertTrue(server.tls_version.startswith("TLSv1."), server.tls_version)
+        self.assertIsInstance(server.cipher, str)
+        self.assertEqual(server.alpn, b"http/1.1")
+        self.assertEqual(server.certificate_list[0].to_cryptography(), origin_cert.cert)
+        self.assertEqual(server.certificate_list[0].cn, "localhost")
+        self.assertEqual([str(name.value) for name in server.certificate_list[0].altnames], ["localhost", "127.0.0.1"])
+        cert = self.assertWarns(DeprecationWarning, "Server.cert is deprecated, use Server.certificate_list instead.", __file__, lambda: server.cert)
+        self.assertIs(cert, server.certificate_list[0])
+        self.assertIsNotNone(server.timestamp_start)
+        self.assertLessEqual(server.timestamp_start, server.timestamp_tls_setup)
+
+    async def test_http2_both_sides(self) -> None:
+        """curl --http2 to an h2 origin: both records say h2, and the server's carries its certificate."""
+        origin, port = start_h2_origin(self, greet)
+        proxy, recorder = self.start()
+        out, err, code = await curl("--http2", "-x", proxy.url, "--cacert", proxy.ca_path, f"https://127.0.0.1:{port}/", timeout=10)
+        self.assertEqual(code, 0, err)
+        [flow] = [argument for name, argument in recorder.calls if name == "response"]
+        client, server = flow.client_conn, flow.server_conn
+        self.assertEqual((client.alpn, server.alpn), (b"h2", b"h2"))
+        self.assertEqual(list(client.alpn_offers), [b"h2", b"http/1.1"])
+        self.assertTrue(client.tls_version.startswith("TLSv1.") and client.cipher, (client.tls_version, client.cipher))
+        self.assertEqual(client.mitmcert.cn, "127.0.0.1")
+        self.assertEqual(server.certificate_list[0].to_cryptography(), origin_certificate("127.0.0.1").cert)
 
 
 class CATests(TestCase):

@@ -7,14 +7,23 @@ C{tcp_*} hooks (SPEC §3, §5). TLS inside a tunnel is covered by L{tests.test_t
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.logger import capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.support import curl, respond, start_echo_origin, start_proxy, start_raw_origin, wait_until
+from tests.memorynet import MemoryClient, MemoryNetwork
+from tests.support import RawOrigin, curl, respond, start_echo_origin, start_proxy, start_raw_origin, wait_until
+from tests.test_inmemory import ORIGIN, network_with_origin
 from tests.test_tls_proxy import Recorder, connect_tunnel
+from twisted_mitm.proxy.tunnel import MAX_REQUEST_LINE, Plaintext, Tunnel, classify_plaintext
+from twisted_mitm.log import install_logging_bridge
 from twisted_mitm.tcp import TCPFlow
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
 def converse(proxy_port: int, authority: str, messages: list[bytes]) -> list[bytes]:
@@ -180,6 +189,93 @@ def connect_reply(proxy_port: int, authority: str) -> bytes:
             while chunk := sock.recv(4096):
                 reply += chunk
         return reply
+
+
+class ClassifyTests(SynchronousTestCase):
+    """L{classify_plaintext}: mitmproxy's rule for HTTP in clear, and the bytes still waiting for it."""
+
+    def test_http(self) -> None:
+        """A first line with a space, starting with three letters, is HTTP, even if it ends there."""
+        for data in (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"say foo please\n", b"OPTIONS * HTTP/1.1\r\n"):
+            self.assertIs(classify_plaintext(data), Plaintext.HTTP, data)
+
+    def test_tcp(self) -> None:
+        """Binary starts, a space only after the line break, an SSH banner, short lines: TCP."""
+        for data in (b"\x00say foo", b"1say foo\n", b"hello\nworld foo", b"SSH-2.0-OpenSSH_9.6\r\n", b"GE\n", b"GET\n", b"SSH-2.0"):
+            self.assertIs(classify_plaintext(data), Plaintext.TCP, data)
+
+    def test_unfinished(self) -> None:
+        """Letters with no line break yet may still become a request line, up to a bound."""
+        for data in (b"G", b"GE", b"GET / HT", b"say foo please"):
+            self.assertIs(classify_plaintext(data), Plaintext.UNFINISHED, data)
+        self.assertIs(classify_plaintext(b"GET /" + b"a" * MAX_REQUEST_LINE), Plaintext.TCP)
+
+
+class FirstBytesTests(SynchronousTestCase):
+    """In memory, with the clock: when line-less first bytes become TCP, and when they wait for their line."""
+
+    def open_tunnel(self) -> tuple[MemoryNetwork, RawOrigin, MemoryClient, Recorder]:
+        recorder = Recorder()
+        network, origin = network_with_origin(respond(200, b"http answer"), addons=[recorder])
+        client = network.connect_client()
+        client.send(b"CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (ORIGIN[0].encode(), ORIGIN[1], ORIGIN[0].encode(), ORIGIN[1]))
+        network.pump()
+        self.assertTrue(client.received.startswith(b"HTTP/1.1 200 "), client.received)
+        client.received = b""
+        return network, origin, client, recorder
+
+    def test_line_less_text_is_tcp(self) -> None:
+        """A client speaking first with no line break is relayed as TCP once the grace is over."""
+        network, origin, client, recorder = self.open_tunnel()
+        client.send(b"say foo please")
+        network.pump()
+        network.advance(Tunnel.request_line_grace * 0.5)
+        self.assertEqual(origin.received, [])
+        network.advance(Tunnel.request_line_grace)
+        self.assertEqual(origin.received, [b"say foo please"])
+        self.assertEqual(recorder.names()[1:], ["tcp_start", "tcp_message"])
+
+    def test_request_line_split_across_reads(self) -> None:
+        """A request line whose two halves arrive within the grace is HTTP."""
+        network, origin, client, recorder = self.open_tunnel()
+        client.send(b"GET /split HT")
+        network.pump()
+        network.advance(Tunnel.request_line_grace * 0.5)
+        client.send(b"TP/1.1\r\nHost: 10.0.0.1\r\n\r\n")
+        network.pump()
+        self.assertEqual(origin.requests, [b"GET /split HTTP/1.1\r\nHost: 10.0.0.1\r\n\r\n"])
+        self.assertTrue(client.received.endswith(b"http answer"), client.received)
+        self.assertEqual(recorder.names()[1:], ["requestheaders", "request", "response"])
+
+    def test_request_line_too_slow_is_tcp(self) -> None:
+        """A request line still unfinished after the grace is TCP, as mitmproxy decides at once."""
+        network, origin, client, recorder = self.open_tunnel()
+        client.send(b"GET /slow HTTP/1.1")
+        network.pump()
+        network.advance(Tunnel.request_line_grace * 1.5)
+        client.send(b"\r\nHost: 10.0.0.1\r\n\r\n")
+        network.pump()
+        self.assertEqual(b"".join(origin.received), b"GET /slow HTTP/1.1\r\nHost: 10.0.0.1\r\n\r\n")
+        self.assertEqual(recorder.names()[1:3], ["tcp_start", "tcp_message"])
+        self.assertNotIn("requestheaders", recorder.names())
+
+
+class TCPSimpleExampleTests(TestCase):
+    """examples/tcp_simple.py (mitmproxy's tcp-simple.py) on a client that speaks first."""
+
+    async def test_client_speaking_first(self) -> None:
+        """A client's "say foo please" with no line break reaches tcp_message and the server as "say bar please"."""
+        root = logging.getLogger()
+        self.addCleanup(root.setLevel, root.level)
+        self.addCleanup(root.removeHandler, install_logging_bridge())
+        echo = start_echo_origin(self)
+        proxy = start_proxy(self, scripts=[os.path.join(EXAMPLES, "tcp_simple.py")])
+        with capturedLogs() as events:
+            replies = await deferToThread(converse, proxy.port, f"127.0.0.1:{echo.port}", [b"say foo please"])
+        self.assertEqual(b"".join(echo.received), b"say bar please")
+        self.assertEqual(replies[0], b"say bar please")
+        lines = [formatEvent(event) for event in events if "tcp_message[" in formatEvent(event)]
+        self.assertIn("tcp_message[from_client=True), content=say bar please]", lines)
 
 
 class ServerSpeaksFirstTests(TestCase):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
@@ -121,6 +122,20 @@ class Server(Connection):
     """TCP connection established."""
     via: tuple[str, Address] | None = None
     """The upstream proxy the connection goes through, as C{(scheme, (host, port))}."""
+
+    @property
+    def cert(self) -> Cert | None:
+        """The server's own certificate: the first of C{certificate_list}, or C{None}.
+
+        Deprecated in mitmproxy (as there, reading or setting it warns); kept for old scripts.
+        """
+        warnings.warn("Server.cert is deprecated, use Server.certificate_list instead.", DeprecationWarning, stacklevel=2)
+        return self.certificate_list[0] if self.certificate_list else None
+
+    @cert.setter
+    def cert(self, cert: Cert | None) -> None:
+        warnings.warn("Server.cert is deprecated, use Server.certificate_list instead.", DeprecationWarning, stacklevel=2)
+        self.certificate_list = [cert] if cert is not None else []
 
 
 @dataclass(eq=False)

@@ -52,7 +52,7 @@ from twisted_mitm.proxy.h2clientside import H2ClientSideProtocol
 from twisted_mitm.proxy.framing import buffered_response
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, PumpSource, ReaderPump, tune_transport
 from twisted_mitm.proxy.serverside import ServerConnections
-from twisted_mitm.proxy.tls import describe_tls_failure, log_client_tls_failure
+from twisted_mitm.proxy.tls import describe_tls_failure, log_client_tls_failure, record_handshake
 from twisted_mitm.proxy.tunnel import Tunnel, TunnelTarget
 from twisted_mitm.tls import TlsData
 
@@ -152,9 +152,7 @@ class ClientSideProtocol(PumpSource, Protocol):
         """TLS with the client is up (inside an intercepted tunnel): record what was agreed."""
         assert self.client is not None
         connection = self.transport.getHandle()
-        self.client.tls_established = True
-        self.client.tls_version = connection.get_protocol_version_name()
-        self.client.alpn = connection.get_alpn_proto_negotiated() or None
+        record_handshake(self.client, connection)
         self._hook(TlsEstablishedClientHook(self._tls_data(connection)))
 
     def _tls_data(self, connection: SSL.Connection | None) -> TlsData:
@@ -214,7 +212,7 @@ class ClientSideProtocol(PumpSource, Protocol):
         """Send the head of a streamed response; the writer frames its body (see L{framing.streamed_response})."""
         headers, make_writer, close = framing.streamed_response(response.headers, source, transformed, request.data.http_version)
         self.write(framing.response_head(response, headers))
-        return make_writer(self.transport), close or framing.closes(headers)
+        return framing.MessageTrailers(make_writer(self.transport), response), close or framing.closes(headers)
 
     def abort(self) -> None:
         """Drop the client connection now (a response cannot be completed)."""

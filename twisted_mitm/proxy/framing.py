@@ -8,6 +8,8 @@ messages keep their framing when bytes pass untouched, and switch to chunked cod
 (or to close-delimited for an HTTP/1.0 client) when a transform may change the length,
 so a Content-Length is never wrong. A streamed message always goes out with the framing
 the proxy writes, whatever a script did to its Content-Length or Transfer-Encoding.
+A streamed message's writer is wrapped in L{MessageTrailers}, so that the trailers that
+end it are the message's own: those received, or those a hook set before the end.
 A message that arrived over HTTP/2 goes out as HTTP/1.1: a C{Host} field from its
 authority, its C{cookie} fields joined into one, a reason phrase from its status.
 """
@@ -21,7 +23,7 @@ from twisted.internet.interfaces import IConsumer
 
 from twisted_mitm import http1
 from twisted_mitm.http import Headers, Request, Response
-from twisted_mitm.proxy.pipe import BodyWriter, ChunkedWriter, CloseDelimitedWriter, LengthWriter
+from twisted_mitm.proxy.pipe import BodyWriter, ChunkedWriter, CloseDelimitedWriter, Fields, LengthWriter
 
 WriterFactory = Callable[[IConsumer], BodyWriter]
 
@@ -140,6 +142,34 @@ def framing_edited(headers: Headers, source: http1.BodyFraming | None) -> bool:
     if source.kind is http1.FramingKind.CHUNKED:
         return bool(lengths) or not chunked
     return bool(lengths) or chunked
+
+
+class MessageTrailers:
+    """A streamed body's writer that ends the body with its message's trailers.
+
+    Trailers received at the end of the body become the message's C{trailers} (as in
+    mitmproxy, they replace what a hook set); then whatever the message holds is sent.
+    So a hook that sets C{trailers} while the body still flows (C{requestheaders},
+    C{responseheaders}) adds trailers to a body that came without. Only chunked coding
+    carries them over HTTP/1.1; the other writers let them go.
+    """
+
+    def __init__(self, writer: BodyWriter, message: Request | Response) -> None:
+        self._writer = writer
+        self._message = message
+        self.transport = writer.transport
+
+    def write_piece(self, piece: http1.Data) -> None:
+        self._writer.write_piece(piece)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def finish(self, trailers: Fields) -> None:
+        if trailers:
+            self._message.trailers = Headers(trailers)
+        own = self._message.trailers
+        self._writer.finish(own.fields if own is not None else ())
 
 
 def _one_chunk(body: bytes, trailers: Headers | None) -> list[bytes]:

@@ -31,9 +31,11 @@ from twisted_mitm import http1, http2
 from twisted_mitm.connection import Client, Server
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.http import HTTPFlow, Request, Response
+from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.h2connection import H2Connection, H2Stream, streamed_writer
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields
+from twisted_mitm.proxy.tls import record_handshake
 
 if TYPE_CHECKING:
     from twisted_mitm.proxy.context import ProxyContext
@@ -68,10 +70,7 @@ class H2ClientSideProtocol(H2Connection):
 
     def handshakeCompleted(self) -> None:
         """TLS with the client is up: record what was agreed."""
-        connection = self.transport.getHandle()
-        self.client.tls_established = True
-        self.client.tls_version = connection.get_protocol_version_name()
-        self.client.alpn = connection.get_alpn_proto_negotiated() or None
+        record_handshake(self.client, self.transport.getHandle())
 
     def connectionLost(self, reason: Failure = net_error.ConnectionDone) -> None:
         self.connected = False
@@ -195,7 +194,7 @@ class H2ClientStream(H2Stream):
         block, writer = streamed_writer(self.output, http2.response_block(response, response.headers), source, transformed)
         self.send_headers(block)
         self._answered = True
-        return writer, False
+        return framing.MessageTrailers(writer, response), False
 
     def abort(self) -> None:
         """The response cannot be completed: reset the stream, so it never looks complete."""

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from twisted_mitm import http1, http2
 from twisted_mitm.exceptions import ProtocolError
+from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.h2connection import MAX_STREAMS, H2Connection, H2Stream, streamed_writer
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter
 
@@ -174,7 +175,7 @@ class H2Upstream(H2Stream):
     def start_request(self, request: Request, source: http1.BodyFraming, transformed: bool, receiver: ResponseReceiver) -> BodyWriter:
         block, writer = streamed_writer(self.output, http2.request_block(request, request.headers), source, transformed)
         self._open(receiver, lambda: self.send_headers(block))
-        return writer
+        return framing.MessageTrailers(writer, request)
 
     def _open(self, receiver: ResponseReceiver, send: Callable[[], None]) -> None:
         """Take the next stream id and send the request head on it."""

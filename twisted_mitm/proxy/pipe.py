@@ -608,7 +608,7 @@ class BodyPipe:
         if self._transform is None:
             self._end(trailers)
         else:
-            self._transform.end(lambda: self._end(()), self._fail)
+            self._transform.end(lambda: self._end(trailers), self._fail)
 
     def abort(self, reason: Failure) -> None:
         """The source failed mid-body: the destination must not see a clean end."""

@@ -50,7 +50,7 @@ from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.h2serverside import H2ServerSideProtocol
 from twisted_mitm.proxy.handover import Handover
 from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields, Hold, PacedWriter, PumpSource, ReaderPump, tune_transport
-from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, describe_tls_failure, upstream_creator
+from twisted_mitm.proxy.tls import HTTP11, PreparedConnection, describe_tls_failure, record_handshake, upstream_creator
 from twisted_mitm.proxy.upstreamproxy import ProxyConnectEndpoint, basic_credentials
 from twisted_mitm.tls import TlsData
 
@@ -115,8 +115,7 @@ class ServerSideProtocol(PumpSource, Protocol):
             self.ready.callback(self)
 
     def handshakeCompleted(self) -> None:
-        self.server.tls_established = True
-        self.server.timestamp_tls_setup = time.time()
+        record_handshake(self.server, self.transport.getHandle())
         self.ready.callback(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -162,7 +161,7 @@ class ServerSideProtocol(PumpSource, Protocol):
         """Send the head of a streamed request; the writer frames its body (see L{framing.streamed_request})."""
         headers, make_writer = framing.streamed_request(request, source, transformed)
         self._send_head(request, headers, receiver)
-        return make_writer(self.transport)
+        return framing.MessageTrailers(make_writer(self.transport), request)
 
     def via_proxy(self, proxy_authorization: bytes | None) -> None:
         """This connection leads to an upstream HTTP proxy: requests go in absolute form,
@@ -343,15 +342,14 @@ class NegotiatedProtocol(Protocol):
         self.server.timestamp_tcp_setup = time.time()
 
     def handshakeCompleted(self) -> None:
-        alpn = self.transport.negotiatedProtocol
-        self.server.alpn = alpn
+        record_handshake(self.server, self.transport.getHandle())
+        alpn = self.server.alpn
         chosen: UpstreamConnection
         if alpn == ALPN_H2:
             chosen = H2ServerSideProtocol(self.key, self.server, self._reactor)
         else:
             chosen = ServerSideProtocol(self.key, self.server, self._reactor, tls=True)
         self._chosen = chosen
-        self.server.tls_established = True
         chosen.ready.chainDeferred(self.ready)
         chosen.makeConnection(self.transport)
         if isinstance(chosen, ServerSideProtocol):

@@ -8,6 +8,7 @@ C{SSL.Connection} on request (C{new_connection}), so that a C{tls_start_*} hook 
 and change it before L{PreparedConnection} hands it to Twisted's TLS. Handshake
 failures surface as L{TLSFailure} subclasses, and L{describe_tls_failure} turns any
 failure into the sentence that goes into a 502 body and the log.
+L{record_handshake} copies what a completed handshake agreed onto a connection record.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import time
 import weakref
 from collections.abc import Sequence
 
@@ -35,7 +37,8 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_mitm.certs import CertStore, Leaf
+from twisted_mitm.certs import Cert, CertStore, Leaf
+from twisted_mitm.connection import Client, Connection
 from twisted_mitm.exceptions import OptionsError
 
 log = Logger()
@@ -154,6 +157,37 @@ def _openssl_reasons(error: SSL.Error) -> str:
     if isinstance(stack, list) and stack:
         return "; ".join(str(entry[-1]) for entry in stack)
     return str(error) or type(error).__name__
+
+
+def record_handshake(conn: Connection, ssl_connection: SSL.Connection) -> None:
+    """Fill C{conn}'s TLS fields from a connection whose handshake has just completed.
+
+    As mitmproxy does: version, cipher, ALPN, the peer's certificates (its own first) and
+    the time; for a client, also the leaf the proxy presented (C{mitmcert}).
+    """
+    conn.timestamp_tls_setup = time.time()
+    conn.tls = True
+    conn.tls_version = ssl_connection.get_protocol_version_name()
+    conn.cipher = ssl_connection.get_cipher_name()
+    conn.alpn = ssl_connection.get_alpn_proto_negotiated() or None
+    conn.certificate_list = _peer_certificates(ssl_connection, isinstance(conn, Client))
+    if isinstance(conn, Client):
+        presented = ssl_connection.get_certificate(as_cryptography=True)
+        conn.mitmcert = Cert(presented) if presented is not None else None
+
+
+def _peer_certificates(ssl_connection: SSL.Connection, peer_is_client: bool) -> list[Cert]:
+    """The peer's chain, its own certificate first.
+
+    OpenSSL leaves a client's own certificate out of the chain it reports on the server
+    side of a connection, so it is added from C{get_peer_certificate}.
+    """
+    chain = ssl_connection.get_peer_cert_chain(as_cryptography=True) or []
+    if peer_is_client:
+        own = ssl_connection.get_peer_certificate(as_cryptography=True)
+        if own is not None:
+            chain.insert(0, own)
+    return [Cert(cert) for cert in chain]
 
 
 @implementer(IOpenSSLServerConnectionCreator, IOpenSSLClientConnectionCreator)

@@ -13,7 +13,12 @@ connection to a reverse proxy.
     C{h2} (with the C{http2} option on) waits while the proxy connects to the server
     with TLS, offering what the client offered: the client is then offered what the
     server chose, HTTP/2 or HTTP/1.1 (mitmproxy's mirroring);
-  - an HTTP request line: HTTP inside, as C{http};
+  - plain text, by mitmproxy's rule (its C{next_layer} addon): a first line with a space
+    in it, starting with three letters (and not C{SSH}), is HTTP inside, as C{http}.
+    Bytes with no line break yet are not HTTP for mitmproxy; here, bytes that may still
+    grow into a request line wait L{Tunnel.request_line_grace} seconds for the rest of
+    their line (a request line split across reads), then are a TCP flow. Behind a
+    reverse proxy they are HTTP, which is all mitmproxy speaks there;
   - anything else: a TCP flow with the C{tcp_*} hooks;
   - nothing at all for L{Tunnel.server_first_delay} seconds: a protocol where the
     server speaks first (SMTP, SSH, MySQL...), relayed as a TCP flow so the server's
@@ -25,7 +30,7 @@ C{CONNECT} was answered; C{self.transport} is the client's transport.
 
 from __future__ import annotations
 
-import re
+import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -57,7 +62,31 @@ TunnelTarget = tuple[bytes, str, int]
 #: the application protocol agreed by ALPN (C{b"h2"}, or anything else for HTTP/1).
 InnerHTTPFactory = Callable[[Client, TunnelTarget, bytes], IProtocol]
 
-_REQUEST_LINE_START = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
+#: Past this many bytes without a line break, first bytes are not waited on as a request line.
+MAX_REQUEST_LINE = 8192
+
+
+
+class Plaintext(enum.Enum):
+    """What a tunnel's first bytes (not TLS) are, by L{classify_plaintext}."""
+
+    HTTP = "http"
+    TCP = "tcp"
+    UNFINISHED = "no line break yet, and it may still become a request line"
+
+
+def classify_plaintext(data: bytes) -> Plaintext:
+    """mitmproxy's rule for HTTP in clear: a first line holding a space, starting with
+    three letters, not an SSH banner. Before any line break, bytes that may still become
+    such a line are L{Plaintext.UNFINISHED}."""
+    line_end = data.find(b"\n")
+    starts_like_a_method = data[:3].isalpha() and not data.startswith(b"SSH")
+    if line_end < 0:
+        return Plaintext.UNFINISHED if starts_like_a_method and len(data) <= MAX_REQUEST_LINE else Plaintext.TCP
+    if len(data) >= 3 and starts_like_a_method and 0 <= data.find(b" ") < line_end:
+        return Plaintext.HTTP
+    return Plaintext.TCP
+
 
 
 @implementer(IHalfCloseableProtocol)
@@ -68,6 +97,9 @@ class Tunnel(Protocol):
 
     #: seconds of client silence after which the server is assumed to speak first
     server_first_delay = 1.0
+
+    #: seconds that first bytes which may still become a request line wait for a line break
+    request_line_grace = 0.1
 
     def __init__(
         self,
@@ -92,6 +124,8 @@ class Tunnel(Protocol):
         self._buffer = b""
         self._inner: IProtocol | None = None
         self._waiting: IDelayedCall | None = None
+        #: the grace for a request line split across reads (L{request_line_grace})
+        self._line_grace: IDelayedCall | None = None
         #: the TLS hooks (and the server's ALPN choice) deciding about a ClientHello; bytes
         #: that arrive meanwhile wait in the buffer
         self._hooks: Deferred[None] | None = None
@@ -113,8 +147,8 @@ class Tunnel(Protocol):
         if not self._buffer:
             self._hand_over(self._relay(with_hooks=True), b"")
             return
-        # Part of a ClientHello or of a request line: it must be complete within the
-        # head deadline, or a client could hold the tunnel open by never finishing it.
+        # Part of a ClientHello: it must be complete within the head deadline, or a client
+        # could hold the tunnel open by never finishing it.
         timeout = self.context.settings.head_timeout
         if timeout is not None:
             left = self._opened_at + timeout - self.context.reactor.seconds()
@@ -124,7 +158,7 @@ class Tunnel(Protocol):
         self._waiting = None
         if self._inner is None and self._hooks is None:
             self._log.info(
-                "{host}:{port}: the tunnel's first bytes were not a whole TLS ClientHello or request line after {timeout:g} seconds; closed",
+                "{host}:{port}: the tunnel's first bytes were not a whole TLS ClientHello after {timeout:g} seconds; closed",
                 host=self.host,
                 port=self.port,
                 timeout=timeout,
@@ -155,10 +189,21 @@ class Tunnel(Protocol):
         data = self._buffer
         if looks_like_tls(data):
             self._start_tls(data)
-        elif _REQUEST_LINE_START.match(data):
+            return
+        kind = classify_plaintext(data)
+        if kind is Plaintext.HTTP or (kind is Plaintext.UNFINISHED and self._upstream_scheme is not None):
             self._start_inner_http(b"http", data)
-        elif len(data) >= 16 or not _could_become_request_line(data):
+        elif kind is Plaintext.TCP:
             self._hand_over(self._relay(with_hooks=True), data)
+        elif self._line_grace is None:
+            self._stop_waiting()
+            self._line_grace = self.context.reactor.callLater(self.request_line_grace, self._line_unfinished)
+
+    def _line_unfinished(self) -> None:
+        """No line break came within the grace: the bytes so far are a TCP flow, as in mitmproxy."""
+        self._line_grace = None
+        if self._inner is None and self._hooks is None:
+            self._hand_over(self._relay(with_hooks=True), self._buffer)
 
     def _start_tls(self, data: bytes) -> None:
         try:
@@ -176,6 +221,7 @@ class Tunnel(Protocol):
             self._hand_over(self._relay(settings.show_ignored_hosts), data)
             return
         self.client.sni = hello.sni
+        self.client.alpn_offers = hello.alpn_protocols
         hello_data = ClientHelloData(self.context.connection_context(self.client, Server(address=(self.host, self.port))), hello)
         self._stop_waiting()
         hooks = self._hooks = self.context.addons.trigger(TlsClienthelloHook(hello_data))
@@ -246,9 +292,10 @@ class Tunnel(Protocol):
         return TCPRelay(self.context, self.client, self.host, self.port, with_hooks, self._upstreams)
 
     def _stop_waiting(self) -> None:
-        if self._waiting is not None and self._waiting.active():
-            self._waiting.cancel()
-        self._waiting = None
+        for timer in (self._waiting, self._line_grace):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._waiting = self._line_grace = None
 
     def _hand_over(self, protocol: IProtocol, data: bytes) -> None:
         self._stop_waiting()
@@ -259,7 +306,3 @@ class Tunnel(Protocol):
         if data:
             protocol.dataReceived(data)
 
-
-def _could_become_request_line(data: bytes) -> bool:
-    """Whether C{data} may still grow into C{METHOD SP ...} with more bytes."""
-    return re.fullmatch(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*", data) is not None
