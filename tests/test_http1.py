@@ -22,6 +22,7 @@ from twisted_mitm.http1 import (
     ResponseReader,
     assemble_request_head,
     assemble_response_head,
+    check_field,
     chunk_header,
     last_chunk,
     parse_absolute_form,
@@ -828,3 +829,17 @@ class WriterTests(SynchronousTestCase):
         self.assertRaises(ValueError, assemble_request_head, b"GET", b"/\r\n", b"HTTP/1.1", [])
         self.assertRaises(ValueError, assemble_response_head, b"HTTP/1.1", 200, b"OK\n", [])
         self.assertRaises(ValueError, last_chunk, [(b"T", b"\n")])
+
+    def test_check_field_accepts(self) -> None:
+        """Token names with values free of CR, LF and NUL pass, other controls and obs-text too."""
+        for name, value in [(b"X-A", b"v 1"), (b"a!#$%&'*+-.^_`|~9", b""), (b"T", b"\t\x01\xff")]:
+            self.assertIsNone(check_field(name, value))
+
+    def test_check_field_refuses(self) -> None:
+        """A name that is not a token, or CR, LF or NUL in a value, is a 502 naming the field."""
+        for name, value in [(b"X", b"a\r\nB: c"), (b"X", b"a\nb"), (b"X", b"\r"), (b"X", b"a\x00")]:
+            error = self.assertRaises(ProtocolError, check_field, name, value)
+            self.assertEqual((error.status, error.reason), (502, "CR, LF or NUL in the value of header field b'X'"))
+        for name in [b"", b"A B", b"A:", b"A\r\n", b"\xc3\xa9"]:
+            error = self.assertRaises(ProtocolError, check_field, name, b"v")
+            self.assertEqual((error.status, error.reason), (502, "invalid header field name %r" % (name,)))

@@ -6,7 +6,8 @@ both turn received bytes into L{RequestHead}/L{ResponseHead}, L{Data}, L{EndOfMe
 L{ConnectionClosed} events and raise L{ProtocolError} when a peer breaks the protocol.
 L{request_framing} and L{response_framing} decide how a body is delimited, refusing the
 ambiguous cases that allow request smuggling. The C{assemble_*}, L{chunk_header} and
-L{last_chunk} writers produce the bytes the proxy sends. C{proxy/} drives all of this.
+L{last_chunk} writers produce the bytes the proxy sends, and L{check_field} says whether a
+field can be sent at all. C{proxy/} drives all of this.
 
 Body bytes are never copied when avoidable: a received C{bytes} object that lies wholly
 inside a body is handed out as the very same object in a L{Data} event.
@@ -747,15 +748,39 @@ def parse_authority_form(target: bytes) -> tuple[str, int]:
 # -- writers ------------------------------------------------------------------------------
 
 
+def _field_problem(name: bytes, value: bytes) -> str | None:
+    """Say why a field cannot be sent as it is, or None if it can."""
+    if _TOKEN_RE.fullmatch(name) is None:
+        return "invalid header field name %r" % (name,)
+    if _UNSAFE_IN_HEAD.search(value):
+        return "CR, LF or NUL in the value of header field %r" % (name,)
+    return None
+
+
+def check_field(name: bytes, value: bytes) -> None:
+    """Check that a header or trailer field can be sent without changing the message.
+
+    A name must be a token; a value must hold no CR, LF or NUL (RFC 9110 §5.5), which
+    would end the field early and let the rest of the value pass for more fields, or
+    for another message.
+
+    @raise ProtocolError: 502, naming the field.
+    """
+    problem = _field_problem(name, value)
+    if problem is not None:
+        raise ProtocolError(502, problem)
+
+
 def _field_lines(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Serialize header or trailer fields.
 
-    @raise ValueError: a name is not a token, or a value holds CR, LF or NUL.
+    @raise ValueError: a field that L{check_field} refuses.
     """
     lines = []
     for name, value in fields:
-        if _TOKEN_RE.fullmatch(name) is None or _UNSAFE_IN_HEAD.search(value):
-            raise ValueError("invalid header field %r" % ((name, value),))
+        problem = _field_problem(name, value)
+        if problem is not None:
+            raise ValueError(problem)
         lines.append(b"%s: %s\r\n" % (name, value))
     return b"".join(lines)
 
