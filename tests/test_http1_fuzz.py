@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -983,6 +983,7 @@ class WriterTests(SynchronousTestCase):
 
     @reported
     @given(hostile_bytes, hostile_bytes, hostile_bytes, st.integers(0, 1200))
+    @example(b"CONNECT", b"!", b"", 0)  # found by the long profile
     def test_start_lines(self, method: bytes, target: bytes, reason: bytes, status: int) -> None:
         """A start line that the writers accept parses to the same head or is refused."""
         try:
@@ -991,7 +992,10 @@ class WriterTests(SynchronousTestCase):
             self.assertRegex(method + target, b"[\r\n\x00]")
         else:
             self.assertSameOrRefused(
-                request, (RequestHead(method, target, b"HTTP/1.1", ()), EndOfMessage()), Peer(None)
+                request,
+                (RequestHead(method, target, b"HTTP/1.1", ()), EndOfMessage()),
+                Peer(None),
+                ("switched", b"") if method == b"CONNECT" else ("waiting", 0),
             )
         empty = ((b"Content-Length", b"0"),)
         try:
