@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -903,6 +903,26 @@ class SmugglingTests(SynchronousTestCase):
         self.assertRefused(Stream([], True), head + after, 400, cuts)
 
     @reported
+    @given(
+        st.sampled_from([b"", b"-", b"+", b"0x", b" ", b"g", b";"]),
+        over(b"0123456789abcdefABCDEF", 1, 20),
+        st.sampled_from([b"", b"g", b" x", b"\x00", b"\r"]),
+        line_ends,
+        positions,
+    )
+    def test_bad_chunk_sizes(
+        self, before: bytes, digits: bytes, after: bytes, line_end: bytes, cuts: list[int]
+    ) -> None:
+        """A chunk size with a sign, C{0x}, stray bytes or over 16 digits is a 400, not data."""
+        assume(before or after or len(digits) > 16)
+        head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        wire = head + before + digits + after + line_end + b"hello\r\n" + last_chunk()
+        outcome = read_every_way(self, Peer(), wire, True, cuts)
+        self.assertEqual(len(outcome.events), 1)
+        self.assertEqual(outcome.ending[:2], ("error", 400))
+        self.assertIn(outcome.ending[2], ("invalid chunk size", "chunk size overflow"))
+
+    @reported
     @given(st.binary(min_size=1, max_size=16), st.binary(min_size=2, max_size=2), positions)
     def test_chunk_without_crlf(self, chunk: bytes, junk: bytes, cuts: list[int]) -> None:
         """Chunk data followed by anything but CRLF (a wrong chunk size) is a 400."""
@@ -983,6 +1003,7 @@ class WriterTests(SynchronousTestCase):
 
     @reported
     @given(hostile_bytes, hostile_bytes, hostile_bytes, st.integers(0, 1200))
+    @example(b"CONNECT", b"!", b"", 0)  # found by the long profile
     def test_start_lines(self, method: bytes, target: bytes, reason: bytes, status: int) -> None:
         """A start line that the writers accept parses to the same head or is refused."""
         try:
@@ -991,7 +1012,10 @@ class WriterTests(SynchronousTestCase):
             self.assertRegex(method + target, b"[\r\n\x00]")
         else:
             self.assertSameOrRefused(
-                request, (RequestHead(method, target, b"HTTP/1.1", ()), EndOfMessage()), Peer(None)
+                request,
+                (RequestHead(method, target, b"HTTP/1.1", ()), EndOfMessage()),
+                Peer(None),
+                ("switched", b"") if method == b"CONNECT" else ("waiting", 0),
             )
         empty = ((b"Content-Length", b"0"),)
         try:
