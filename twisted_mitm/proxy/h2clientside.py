@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import h2.events
 from h2.errors import ErrorCodes
 from twisted.internet import error as net_error
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IHandshakeListener, IProtocol, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -34,7 +34,7 @@ from twisted_mitm.http import HTTPFlow, Request, Response
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.exchange import Exchange, error_response
 from twisted_mitm.proxy.h2connection import H2Connection, H2Stream, streamed_writer
-from twisted_mitm.proxy.pipe import BodySink, BodyWriter, Fields
+from twisted_mitm.proxy.pipe import BodyWriter, Fields
 from twisted_mitm.proxy.tls import record_handshake
 
 if TYPE_CHECKING:
@@ -148,28 +148,8 @@ class H2ClientStream(H2Stream):
     def __init__(self, connection: H2ClientSideProtocol, stream_id: int, framing: http1.BodyFraming) -> None:
         super().__init__(connection, stream_id)
         self.exchange: Exchange | None = None
-        self._framing = framing
+        self._framing: http1.BodyFraming | None = framing
         self._answered = False
-
-    # BodySource.
-
-    @property
-    def framing(self) -> http1.BodyFraming:
-        return self._framing
-
-    @property
-    def producer(self) -> IPushProducer:
-        return self.input
-
-    @property
-    def consumer(self) -> IConsumer:
-        return self.output
-
-    def hold_body(self) -> None:
-        self.input.hold()
-
-    def read_body(self, sink: BodySink) -> None:
-        self.input.read_body(sink)
 
     # ClientStream.
 

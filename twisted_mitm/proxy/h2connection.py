@@ -249,7 +249,9 @@ class H2Stream:
     """One stream of an L{H2Connection}: the body it receives and the body it sends.
 
     Subclasses are the exchange's faces (a client's request stream, an upstream
-    request); they say what a failure means to their exchange.
+    request); they say what a failure means to their exchange. The L{BodySource} face
+    they share is here: the body received is read through L{input}, what is sent goes
+    out through L{output}.
     """
 
     def __init__(self, connection: H2Connection, stream_id: int) -> None:
@@ -258,6 +260,26 @@ class H2Stream:
         self.input = StreamInput(self)
         self.output = StreamOutput(self)
         self._watchdog: IDelayedCall | None = None
+        #: how the body received is delimited, once its head is known
+        self._framing: http1.BodyFraming | None = None
+
+    @property
+    def framing(self) -> http1.BodyFraming | None:
+        return self._framing
+
+    @property
+    def producer(self) -> IPushProducer:
+        return self.input
+
+    @property
+    def consumer(self) -> IConsumer:
+        return self.output
+
+    def hold_body(self) -> None:
+        self.input.hold()
+
+    def read_body(self, sink: BodySink) -> None:
+        self.input.read_body(sink)
 
     def send_headers(self, block: list[tuple[bytes, bytes]], end_stream: bool = False) -> None:
         """Send a header block on this stream.

@@ -19,14 +19,14 @@ import h2.events
 from h2.errors import ErrorCodes
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer, IProtocol, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.python.failure import Failure
 
 from twisted_mitm import http1, http2
 from twisted_mitm.exceptions import ProtocolError
 from twisted_mitm.proxy import framing
 from twisted_mitm.proxy.h2connection import MAX_STREAMS, H2Connection, H2Stream, streamed_writer
-from twisted_mitm.proxy.pipe import BodySink, BodyWriter
+from twisted_mitm.proxy.pipe import BodyWriter
 
 if TYPE_CHECKING:
     from twisted_mitm.connection import Server
@@ -136,32 +136,11 @@ class H2Upstream(H2Stream):
         super().__init__(connection, 0)
         self.server = connection.server
         self.receiver: ResponseReceiver | None = None
-        self._framing: http1.BodyFraming | None = None
         self._released = False
 
     @property
     def connected(self) -> bool:
         return self.connection.connected
-
-    # BodySource: the response.
-
-    @property
-    def framing(self) -> http1.BodyFraming | None:
-        return self._framing
-
-    @property
-    def producer(self) -> IPushProducer:
-        return self.input
-
-    @property
-    def consumer(self) -> IConsumer:
-        return self.output
-
-    def hold_body(self) -> None:
-        self.input.hold()
-
-    def read_body(self, sink: BodySink) -> None:
-        self.input.read_body(sink)
 
     # Upstream: the request.
 
